@@ -1,0 +1,38 @@
+"""The errors autopeft raises on purpose.
+
+Every error a user can cause (a bad file, an unknown name, a missing column) is an `AutopeftError`;
+the CLI turns those into one line on stderr and exit code 2, and nothing else prints tracebacks.
+Subclasses also inherit the builtin a caller would expect, so `except ValueError` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class AutopeftError(Exception):
+    """Root of every error autopeft raises on purpose."""
+
+
+class ConfigError(AutopeftError, ValueError):
+    """A configuration, plan, recipe or search-space file does not fit its schema.
+
+    The message names the file (when there is one), the field path and the accepted values.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
+        parts = [p for p in (source, field) if p]
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.source = source
+        self.field = field
+
+
+class UnsupportedArchitectureError(ConfigError):
+    """The model's architecture has no built-in role map and none was given."""
+
+
+class DataError(AutopeftError, ValueError):
+    """Task data is missing, unreadable, or has a missing column or an unknown label."""
+
+
+class TrialFailedError(AutopeftError, RuntimeError):
+    """A trial could not finish (non-finite loss, out of memory, ...); recorded, never fatal to a study."""
