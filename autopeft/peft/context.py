@@ -38,7 +38,7 @@ class LayerContext:
 
     @property
     def config(self) -> object:
-        return self.model.config  # type: ignore[return-value]
+        return self.model.config
 
     @property
     def hidden_size(self) -> int:

@@ -1,0 +1,118 @@
+"""Trial recipes and trial configurations, as read from YAML.
+
+A *recipe* (`trials/*.yaml`) fixes what every trial of a study shares: the model, the task, the
+fidelity unit and range, and the training defaults. A *configuration* is one point of a search
+space: a PEFT plan (layer selectors to methods) plus the training settings the search may vary.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from autopeft.train.tasks import TaskSpec
+from autopeft.yamlio import read_yaml, validate
+
+LrSchedule = Literal["linear", "cosine", "constant"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """Which pretrained transformer to adapt."""
+
+    name: str = Field(description="`minilm-l6` (packaged weights), a local directory, or a Hugging Face id.")
+    role_map: dict[str, Any] | None = Field(
+        default=None, description="For architectures without a built-in map: layers, attention, roles."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="Weights dtype.")
+
+
+class FidelitySpec(_Strict):
+    """How much training a trial gets: the unit and the range a scheduler may use."""
+
+    unit: Literal["steps", "examples"] = Field(default="steps", description="Training steps or examples seen.")
+    min: int = Field(gt=0, description="Smallest fidelity a scheduler may stop a trial at.")
+    max: int = Field(gt=0, description="Full fidelity: a complete trial.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FidelitySpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+    def to_steps(self, value: int, batch_size: int) -> int:
+        return value if self.unit == "steps" else math.ceil(value / batch_size)
+
+    def from_steps(self, steps: int, batch_size: int) -> int:
+        return steps if self.unit == "steps" else steps * batch_size
+
+
+class TrainingSpec(_Strict):
+    """Training defaults shared by every trial; a configuration may override the learning-rate fields."""
+
+    batch_size: int = Field(default=32, gt=0)
+    eval_batch_size: int = Field(default=128, gt=0)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    lr_schedule: LrSchedule = Field(default="linear", description="Decay after warmup, over the full fidelity.")
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping; null turns it off.")
+    seed: int = Field(default=0, description="Seeds weights of new modules, data order and dropout.")
+    threads: int | None = Field(default=None, gt=0, description="CPU threads; default: all cores.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto")
+    frozen_cache: bool = Field(
+        default=True,
+        description="Run the frozen layers below the lowest adapted layer without autograd and without "
+        "dropout, and cache their outputs across epochs (see README: what this changes).",
+    )
+    cache_max_mb: int = Field(default=1024, ge=0, description="Memory cap of that cache.")
+    fused: bool = Field(default=True, description="Use the fused adapter paths (False: plain reference path).")
+
+
+class TrialRecipe(_Strict):
+    """Everything a trial needs besides its configuration and fidelity."""
+
+    name: str = "trial"
+    model: ModelSpec
+    task: TaskSpec
+    fidelity: FidelitySpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the recipe are resolved against (the recipe file's folder)."""
+        return self._source_dir or Path.cwd()
+
+
+class TrialConfig(_Strict):
+    """One configuration: a PEFT plan (layer selector -> methods) and the searched training settings."""
+
+    plan: dict[str | int, Any] = Field(description="Layer selector (all, 3, 0-2, 0,2) -> list of methods.")
+    learning_rate: float | None = Field(default=None, gt=0)
+    lr_schedule: LrSchedule | None = None
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+
+    def training_for(self, recipe: TrialRecipe) -> TrainingSpec:
+        """The recipe's training defaults with this configuration's overrides applied."""
+        overrides = {k: v for k, v in self.model_dump(exclude={"plan"}).items() if v is not None}
+        return recipe.training.model_copy(update=overrides)
+
+
+def load_recipe(path: str | Path) -> TrialRecipe:
+    """Read and validate a trial recipe; relative task paths resolve against the recipe's folder."""
+    path = Path(path)
+    recipe = validate(TrialRecipe, read_yaml(path), source=str(path))
+    recipe._source_dir = path.resolve().parent
+    return recipe
+
+
+def load_config(path: str | Path) -> TrialConfig:
+    path = Path(path)
+    return validate(TrialConfig, read_yaml(path), source=str(path))

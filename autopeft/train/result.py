@@ -1,0 +1,32 @@
+"""What a trial reports: every objective value at the fidelity it reached, and how it ended."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, Field
+
+
+class TrialStatus(str, enum.Enum):
+    COMPLETE = "complete"  # reached the requested fidelity
+    PRUNED = "pruned"  # stopped early by a scheduler at an intermediate checkpoint
+    FAILED = "failed"  # could not go on; `error` says why
+
+
+class TrialResult(BaseModel):
+    """One trial at one fidelity. `score` is the task's primary metric on the search validation split."""
+
+    status: TrialStatus
+    error: str | None = None
+    fidelity: int = Field(description="Fidelity reached, in the recipe's unit.")
+    fidelity_unit: str
+    steps: int
+    score: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    dev_metrics: dict[str, float] | None = Field(default=None, description="Held-back dev split, when asked.")
+    train_loss: float | None = Field(default=None, description="Mean training loss over the last steps.")
+    trainable_params: int
+    trainable_share: float = Field(description="Trainable parameters / base model parameters.")
+    train_seconds: float = Field(description="Wall time in training steps (evaluation excluded).")
+    examples_per_second: float
+    peak_memory_mb: float = Field(description="Peak RSS of the process on CPU; peak allocated on CUDA.")

@@ -1,0 +1,165 @@
+"""`TrainingSession`: the model, data, optimiser and schedule of one trial, and its step loop.
+
+Kept apart from `TrialJob` (which decides when to stop and what to report) so that the benchmark and
+`autopeft train` drive exactly the same training code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from autopeft.peft import AdaptedModelInfo, PeftPlan, apply_plan
+from autopeft.peft.inject import model_layers
+from autopeft.peft.lora.layer import set_fused
+from autopeft.peft.roles import architecture_for, role_map_from_dict
+from autopeft.train import batching
+from autopeft.train.frozen import FrozenPrefix
+from autopeft.train.measure import lr_lambda, peak_memory_mb
+from autopeft.train.metrics import compute_metric
+from autopeft.train.model import load_model, load_tokenizer
+from autopeft.train.recipe import TrialConfig, TrialRecipe
+from autopeft.train.state import (
+    TrainState,
+    config_fingerprint,
+    restore_trainable,
+    save_state,
+    trainable_state,
+)
+from autopeft.train.tasks import EncodedSplit, encode, load_task
+
+
+class TrainingSession:
+    """Builds everything a trial trains with; `train_until(step)` advances it."""
+
+    def __init__(self, recipe: TrialRecipe, config: TrialConfig, *, config_source: str | None = None) -> None:
+        self.recipe = recipe
+        self.training = config.training_for(recipe)
+        self.device = _device(self.training.device)
+        if self.training.threads:
+            torch.set_num_threads(self.training.threads)
+        self.fingerprint = config_fingerprint(config.model_dump(mode="json"))
+
+        self.task = load_task(recipe.task, recipe.base_dir)
+        self.tokenizer = load_tokenizer(recipe.model, recipe.base_dir)
+        max_length = recipe.task.max_length
+        self.splits: dict[str, EncodedSplit] = {
+            "train": encode(self.task.train, self.tokenizer, max_length),
+            "validation": encode(self.task.validation, self.tokenizer, max_length),
+            "dev": encode(self.task.dev, self.tokenizer, max_length),
+        }
+
+        torch.manual_seed(self.training.seed)  # head and adapter initialisation
+        self.model = load_model(recipe.model, self.task.num_labels, base_dir=recipe.base_dir,
+                                pad_token_id=self.tokenizer.pad_token_id)
+        arch = architecture_for(self.model, role_map_from_dict(recipe.model.role_map) if recipe.model.role_map
+                                else None)
+        layers = model_layers(self.model, arch)
+        self.plan = PeftPlan.from_selectors(config.plan, len(layers), source=config_source)
+        self.info: AdaptedModelInfo = apply_plan(self.model, self.plan, arch=arch)
+        set_fused(self.model, self.training.fused)
+        self.frozen: FrozenPrefix | None = None
+        lowest = self.plan.lowest_adapted_layer
+        if self.training.frozen_cache and lowest is not None and lowest > 0:
+            self.frozen = FrozenPrefix(getattr(self.model, "base_model", self.model), layers, lowest,
+                                       cache_max_bytes=self.training.cache_max_mb * 2**20)
+        self.model.to(self.device)
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.training.learning_rate,
+                                           weight_decay=self.training.weight_decay)
+        total_steps = recipe.fidelity.to_steps(recipe.fidelity.max, self.training.batch_size)
+        warmup = math.ceil(self.training.warmup_ratio * total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.training.lr_schedule, warmup, total_steps)
+        )
+        self.step = 0
+        self.losses: list[float] = []
+        self.failure: str | None = None
+        self._batches = batching.TrainBatches(self.splits["train"].lengths, self.training.batch_size,
+                                              seed=self.training.seed)
+
+    @property
+    def has_dev(self) -> bool:
+        return len(self.splits["dev"]) > 0
+
+    def train_until(self, stop: int, on_step: Callable[[int], None] | None = None) -> float:
+        """Train steps `self.step .. stop-1`; returns the seconds spent. Sets `failure` on a non-finite loss."""
+        model, split = self.model, self.splits["train"]
+        model.train()
+        started = time.perf_counter()
+        while self.step < stop:
+            indices = self._batches.batch(self.step)
+            batch = self._to_device(batching.collate(split, indices, self.tokenizer.pad_token_id))
+            if self.frozen is not None:
+                self.frozen.before_batch([("train", i) for i in indices], [len(split.input_ids[i]) for i in indices])
+            loss = model(**batch).loss
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                self.failure = f"non-finite training loss ({value}) at step {self.step + 1}"
+                break
+            loss.backward()
+            if self.training.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.training.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.losses.append(value)
+            self.step += 1
+            if on_step is not None:
+                on_step(self.step)
+        return time.perf_counter() - started
+
+    @torch.no_grad()
+    def evaluate(self, split_name: str) -> dict[str, float]:
+        """The task metric on a split (`validation` during search, `dev` for the final report)."""
+        split = self.splits[split_name]
+        if len(split) == 0:
+            return {}
+        self.model.eval()
+        predictions: list[Any] = [None] * len(split)
+        for indices in batching.eval_batches(split.lengths, self.training.eval_batch_size):
+            batch = self._to_device(batching.collate(split, indices, self.tokenizer.pad_token_id))
+            batch.pop("labels", None)
+            if self.frozen is not None:
+                self.frozen.before_batch([(split_name, i) for i in indices],
+                                         [len(split.input_ids[i]) for i in indices])
+            logits = self.model(**batch).logits.float()
+            values = logits[:, 0].tolist() if self.task.regression else logits.argmax(-1).tolist()
+            for i, value in zip(indices, values, strict=True):
+                predictions[i] = value
+        self.model.train()
+        return compute_metric(self.task.metric, predictions, split.labels)
+
+    def peak_memory_mb(self) -> float:
+        return peak_memory_mb(self.device)
+
+    def save(self, trial_dir: Path) -> None:
+        save_state(trial_dir, TrainState(
+            step=self.step, adapter=trainable_state(self.model), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), rng=torch.get_rng_state(), losses=self.losses,
+            fingerprint=self.fingerprint,
+        ))
+
+    def restore(self, state: TrainState) -> None:
+        if state.fingerprint != self.fingerprint:
+            raise RuntimeError("the trial directory holds the state of another configuration")
+        restore_trainable(self.model, state.adapter)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        torch.set_rng_state(state.rng)
+        self.step, self.losses = state.step, list(state.losses)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+

@@ -1,0 +1,144 @@
+"""Reading CSV / TSV / JSONL rows by column name, and turning them into examples, with clear errors.
+
+TSV is read with quoting disabled (`csv.QUOTE_NONE`): GLUE's files contain bare `"` characters,
+and TSV has no quoting convention (fields cannot hold tabs). CSV uses the standard CSV quoting.
+A UTF-8 byte-order mark (MRPC starts with one) is dropped. Every error names the file and, where
+there is one, the line, the column and the accepted values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import DataError
+from autopeft.train.tasks.types import Example
+
+Row = tuple[int, list[Any]]  # (line number, values of the requested columns)
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
+
+
+def file_format(path: Path) -> str:
+    """`csv`, `tsv` or `jsonl`, from the file extension."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; accepted: {', '.join(FORMATS)}")
+    return fmt
+
+
+def read_columns(path: Path, columns: Sequence[str], *, header: Sequence[str] | None = None) -> list[Row]:
+    """Values of `columns` for every row of `path` (blank lines skipped).
+
+    `header` names the columns of a file that has no header line (CoLA); otherwise the first line
+    (CSV/TSV) or each object's keys (JSONL) name them.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    fmt = file_format(path)
+    rows = list(_jsonl(path, columns) if fmt == "jsonl" else _delimited(path, columns, fmt, header))
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[str] | None) -> Iterator[Row]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        if fmt == "tsv":
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.reader(handle)
+        names = list(header) if header is not None else [c.strip() for c in next(reader, [])]
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names) or '(none)'}")
+        index = [names.index(c) for c in columns]
+        need = max(index) + 1
+        for fields in reader:
+            if not fields or fields == [""]:
+                continue
+            if len(fields) < need:
+                lost = columns[next(i for i, j in enumerate(index) if j >= len(fields))]
+                raise DataError(
+                    f"{path}:{reader.line_num}: {len(fields)} fields, column {lost!r} is missing "
+                    f"(expected {len(names)}: {', '.join(names)})"
+                )
+            yield reader.line_num, [fields[j] for j in index]
+
+
+def _jsonl(path: Path, columns: Sequence[str]) -> Iterator[Row]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+            if not isinstance(obj, Mapping):
+                raise DataError(f"{path}:{line_no}: expected a JSON object per line")
+            for c in columns:
+                if c not in obj:
+                    raise DataError(f"{path}:{line_no}: no column {c!r}; keys: {', '.join(map(str, obj))}")
+            yield line_no, [obj[c] for c in columns]
+
+
+def label_key(value: Any) -> str:
+    """A raw label as the string used to look it up (`1`, `"1"` and ` 1 ` are the same label)."""
+    return str(value).strip()
+
+
+def discover_labels(rows: Sequence[Row]) -> tuple[str, ...]:
+    """Distinct labels of the last column, sorted (numerically when every label is an integer)."""
+    keys = {label_key(values[-1]) for _, values in rows}
+    if all(_is_int(k) for k in keys):
+        return tuple(sorted(keys, key=int))
+    return tuple(sorted(keys))
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def to_examples(
+    rows: Sequence[Row], source: Path | str, columns: Sequence[str], labels: Sequence[str] | None
+) -> list[Example]:
+    """Rows of `columns` = (text, [text_pair,] label) to examples.
+
+    `labels` maps label values to class indices by position; None means the label is a float score.
+    """
+    index = {name: i for i, name in enumerate(labels)} if labels is not None else None
+    label_column, texts = columns[-1], columns[:-1]
+    examples = []
+    for line, values in rows:
+        for name, text in zip(texts, values, strict=False):
+            if not isinstance(text, str):
+                raise DataError(f"{source}:{line}: column {name!r} is {text!r}, expected text")
+        raw = values[-1]
+        label: int | float
+        if index is None:
+            try:
+                label = float(raw)
+            except (TypeError, ValueError):
+                label = math.nan
+            if not math.isfinite(label):
+                where = f"{source}:{line}: column {label_column!r}"
+                raise DataError(f"{where} value {raw!r} is not a finite number")
+        else:
+            key = label_key(raw)
+            if key not in index:
+                raise DataError(
+                    f"{source}:{line}: column {label_column!r} has unknown label {key!r}; "
+                    f"accepted: {', '.join(index)}"
+                )
+            label = index[key]
+        pair = values[1] if len(texts) == 2 else None
+        examples.append(Example(text=values[0], label=label, text_pair=pair))
+    return examples
