@@ -105,8 +105,8 @@ class FrozenPrefix:
         self._lengths: Sequence[int] = ()
         for i in range(k):
             layers[i] = _FrozenLayer(layers[i], self, is_last=i == k - 1)
-        self._embedding_modules = [m for a in _EMBEDDING_ATTRS if isinstance(m := getattr(base_model, a, None), nn.Module)]
-        for module in self._embedding_modules:
+        embedding_modules = [getattr(base_model, a, None) for a in _EMBEDDING_ATTRS]
+        for module in (m for m in embedding_modules if isinstance(m, nn.Module)):
             module.train = _stay_in_eval(module)  # type: ignore[method-assign]
             module.eval()
 

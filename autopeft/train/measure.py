@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 import resource
 import sys
+from collections.abc import Callable
 
 import torch
 

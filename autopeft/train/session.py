@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from autopeft.peft import AdaptedModelInfo, PeftPlan, apply_plan
+from autopeft.peft.attention import enable_fast_dropout
 from autopeft.peft.inject import model_layers
+from autopeft.peft.kernels.dropout import use_fast_dropout
 from autopeft.peft.lora.layer import set_fused
 from autopeft.peft.roles import architecture_for, role_map_from_dict
 from autopeft.train import batching
@@ -22,7 +25,7 @@ from autopeft.train.frozen import FrozenPrefix
 from autopeft.train.measure import lr_lambda, peak_memory_mb
 from autopeft.train.metrics import compute_metric
 from autopeft.train.model import load_model, load_tokenizer
-from autopeft.train.recipe import TrialConfig, TrialRecipe
+from autopeft.train.recipe import TrainingSpec, TrialConfig, TrialRecipe
 from autopeft.train.state import (
     TrainState,
     config_fingerprint,
@@ -62,6 +65,9 @@ class TrainingSession:
         self.plan = PeftPlan.from_selectors(config.plan, len(layers), source=config_source)
         self.info: AdaptedModelInfo = apply_plan(self.model, self.plan, arch=arch)
         set_fused(self.model, self.training.fused)
+        if self.training.fast_dropout:
+            use_fast_dropout(self.model)
+            enable_fast_dropout(self.model, [layer.get_submodule(arch.attention) for layer in layers])
         self.frozen: FrozenPrefix | None = None
         lowest = self.plan.lowest_adapted_layer
         if self.training.frozen_cache and lowest is not None and lowest > 0:
@@ -80,8 +86,7 @@ class TrainingSession:
         self.step = 0
         self.losses: list[float] = []
         self.failure: str | None = None
-        self._batches = batching.TrainBatches(self.splits["train"].lengths, self.training.batch_size,
-                                              seed=self.training.seed)
+        self._batches = _train_batches(self.splits["train"], self.training)
 
     @property
     def has_dev(self) -> bool:
@@ -163,3 +168,9 @@ def _device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
+
+
+def _train_batches(split: EncodedSplit, training: TrainingSpec) -> batching.TrainBatches:
+    pool = training.length_group_size or len(split)
+    return batching.TrainBatches(split.lengths, training.batch_size, seed=training.seed,
+                                 mega_batch_mult=max(1, math.ceil(pool / training.batch_size)))

@@ -9,12 +9,12 @@ like cached keys in `peft`.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from autopeft.peft.attention import attention_core
 
 #: Attribute of an attention module that holds its `PrefixKV`.
 PREFIX_ATTR = "autopeft_prefix"
@@ -102,15 +102,6 @@ def extend_mask(
     return torch.cat([pad, mask], dim=-1)
 
 
-@functools.cache
-def _sdpa() -> Callable[..., tuple[torch.Tensor, Any]]:
-    # Imported on first use: the module pulls in much of transformers (seconds), which plain
-    # `import autopeft.peft` should not pay for.
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    return sdpa_attention_forward
-
-
 def prefix_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -119,13 +110,14 @@ def prefix_attention_forward(
     attention_mask: torch.Tensor | None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, Any]:
-    """transformers attention function: sdpa, with `module`'s prefix (if any) in front of key and value.
+    """transformers attention function: `module`'s prefix (if any) in front of key and value, then
+    `attention_core` (sdpa).
 
     `key`/`value` are `(batch, num_kv_heads, kv_length, head_dim)`, `query` `(batch, heads, q_length, ...)`.
     """
     prefix = getattr(module, PREFIX_ATTR, None)
     if not isinstance(prefix, PrefixKV):
-        return _sdpa()(module, query, key, value, attention_mask, **kwargs)
+        return attention_core(module, query, key, value, attention_mask, **kwargs)
     is_causal = kwargs.get("is_causal")
     if is_causal is None:
         is_causal = getattr(module, "is_causal", True)  # what sdpa_attention_forward would decide
@@ -142,4 +134,4 @@ def prefix_attention_forward(
     batch = key.shape[0]
     key = torch.cat([prefix_key.to(key.dtype).expand(batch, -1, -1, -1), key], dim=2)
     value = torch.cat([prefix_value.to(value.dtype).expand(batch, -1, -1, -1), value], dim=2)
-    return _sdpa()(module, query, key, value, attention_mask, **kwargs)
+    return attention_core(module, query, key, value, attention_mask, **kwargs)

@@ -47,10 +47,8 @@ def read_columns(path: Path, columns: Sequence[str], *, header: Sequence[str] | 
 
 def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[str] | None) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        if fmt == "tsv":
-            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(handle)
+        tsv = fmt == "tsv"
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(handle)
         names = list(header) if header is not None else [c.strip() for c in next(reader, [])]
         missing = [c for c in columns if c not in names]
         if missing:
