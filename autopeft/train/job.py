@@ -52,7 +52,7 @@ class TrialJob:
         spec = self.recipe.fidelity
         target = spec.max if fidelity is None else fidelity
         if not 0 < target <= spec.max:
-            raise ConfigError(f"fidelity {target} is outside 1-{spec.max} ({spec.unit})", field="fidelity")
+            raise ConfigError(f"{target} is outside 1-{spec.max} ({spec.unit})", field="fidelity")
         session = self.session
         batch_size = session.training.batch_size
         target_steps = spec.to_steps(target, batch_size)
@@ -90,6 +90,8 @@ class TrialJob:
         session = self.session
         metrics = session.evaluate("validation") if evaluate else {}
         dev = session.evaluate("dev") if evaluate_dev and session.has_dev else None
+        if dev is not None:
+            dev = {k: v for k, v in dev.items() if k != "primary"}
         trained = (session.step - start_step) * session.training.batch_size
         losses = session.losses[-_LOSS_WINDOW:]
         return TrialResult(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from autopeft.peft.plan import check_methods
 from autopeft.train.tasks import TaskSpec
 from autopeft.yamlio import read_yaml, validate
 
@@ -73,6 +74,11 @@ class TrainingSpec(_Strict):
     )
     cache_max_mb: int = Field(default=1024, ge=0, description="Memory cap of that cache.")
     fused: bool = Field(default=True, description="Use the fused adapter paths (False: plain reference path).")
+    first_token_only: bool = Field(
+        default=True,
+        description="BERT-family classifiers: compute only the first token in the last layer (exact; "
+        "the head reads nothing else).",
+    )
     fast_dropout: bool = Field(
         default=True, description="On the CPU, draw dropout masks from 16 random bits per element (~3x cheaper)."
     )
@@ -122,5 +128,8 @@ def load_recipe(path: str | Path) -> TrialRecipe:
 
 
 def load_config(path: str | Path) -> TrialConfig:
+    """Read a configuration; its methods are checked now, its layer selectors when the model is known."""
     path = Path(path)
-    return validate(TrialConfig, read_yaml(path), source=str(path))
+    config = validate(TrialConfig, read_yaml(path), source=str(path))
+    check_methods(config.plan, source=str(path))
+    return config

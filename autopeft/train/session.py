@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from autopeft.errors import ConfigError
 from autopeft.peft import AdaptedModelInfo, PeftPlan, apply_plan
 from autopeft.peft.attention import enable_fast_dropout
 from autopeft.peft.inject import model_layers
@@ -21,6 +22,7 @@ from autopeft.peft.kernels.dropout import use_fast_dropout
 from autopeft.peft.lora.layer import set_fused
 from autopeft.peft.roles import architecture_for, role_map_from_dict
 from autopeft.train import batching
+from autopeft.train.first_token import use_first_token_last_layer
 from autopeft.train.frozen import FrozenPrefix
 from autopeft.train.measure import lr_lambda, peak_memory_mb
 from autopeft.train.metrics import compute_metric
@@ -45,7 +47,8 @@ class TrainingSession:
         self.device = _device(self.training.device)
         if self.training.threads:
             torch.set_num_threads(self.training.threads)
-        self.fingerprint = config_fingerprint(config.model_dump(mode="json"))
+        self.fingerprint = config_fingerprint({"config": config.model_dump(mode="json"),
+                                               "recipe": recipe.model_dump(mode="json")})
 
         self.task = load_task(recipe.task, recipe.base_dir)
         self.tokenizer = load_tokenizer(recipe.model, recipe.base_dir)
@@ -70,7 +73,10 @@ class TrainingSession:
             enable_fast_dropout(self.model, [layer.get_submodule(arch.attention) for layer in layers])
         self.frozen: FrozenPrefix | None = None
         lowest = self.plan.lowest_adapted_layer
-        if self.training.frozen_cache and lowest is not None and lowest > 0:
+        lowest = len(layers) if lowest is None else lowest  # no adapter: only the head trains
+        if self.training.first_token_only and lowest < len(layers):
+            use_first_token_last_layer(self.model, layers)
+        if self.training.frozen_cache and lowest > 0:
             self.frozen = FrozenPrefix(getattr(self.model, "base_model", self.model), layers, lowest,
                                        cache_max_bytes=self.training.cache_max_mb * 2**20)
         self.model.to(self.device)
@@ -152,7 +158,8 @@ class TrainingSession:
 
     def restore(self, state: TrainState) -> None:
         if state.fingerprint != self.fingerprint:
-            raise RuntimeError("the trial directory holds the state of another configuration")
+            raise ConfigError("holds the state of another configuration or recipe; use a new trial directory",
+                              field="trial_dir")
         restore_trainable(self.model, state.adapter)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autopeft.errors import ConfigError
+
 STATE_FILE = "state.pt"
 
 
@@ -55,7 +57,7 @@ def restore_trainable(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Non
     params = dict(model.named_parameters())
     missing = [name for name in tensors if name not in params]
     if missing:
-        raise RuntimeError(f"saved state does not fit the model (e.g. {missing[0]!r})")
+        raise ConfigError(f"saved state does not fit the model (e.g. {missing[0]!r})", field="trial_dir")
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value)

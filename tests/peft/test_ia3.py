@@ -23,13 +23,6 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 peft = pytest.importorskip("peft")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny float64 matmuls crawl when OpenMP threads spin on busy shared cores; one thread is fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def role_regex(model_type: str, roles: list[str]) -> str:

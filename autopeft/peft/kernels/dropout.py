@@ -23,6 +23,8 @@ _LEVELS = 1 << 16
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Drop each element with probability ~`p` (rounded to 1/65536) and scale the rest to keep the mean."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or p >= 1.0:
@@ -51,6 +53,8 @@ def use_fast_dropout(model: nn.Module) -> int:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
-                setattr(parent, name, FastDropout(child.p, inplace=False))
+                replacement = FastDropout(child.p, inplace=False)
+                replacement.train(child.training)  # keep the model's current mode
+                setattr(parent, name, replacement)
                 replaced += 1
     return replaced
