@@ -1,0 +1,32 @@
+"""The throughput benchmark's --quick mode runs end to end and writes the JSON the README describes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_trial_throughput_quick(glue_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tt.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/trial_throughput.py"), "--quick", "--data-dir", str(glue_dir),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "tt_quick.json").read_text())
+    assert report["quick"] is True and report["matmul_gflops"] > 0
+    (case,) = report["cases"]
+    assert case["case"] == "a"
+    assert case["ours"]["examples_per_s"] > 0 and case["peers"]["peft_grouped"]["examples_per_s"] > 0
+    # Both sides train the same adapter on the same data: same trainable count, loss in the same range.
+    assert case["ours"]["trainable_params"] == case["peers"]["peft_grouped"]["trainable_params"]
+    assert abs(case["ours"]["final_loss"] - case["peers"]["peft_grouped"]["final_loss"]) < 0.1
+    assert case["ratio_vs_peft_grouped"] > 0
