@@ -26,8 +26,15 @@ Sides (each run builds its model afresh from the same seed; sides interleaved wi
 
 Round 0 is an untimed warm-up of every side that also counts the timed steps' FLOPs (torch's
 FlopCounterMode, forward and backward, attention included; the Triton LoRA kernel is not counted);
-rounds 1..R are timed. Peak memory is `torch.cuda.max_memory_allocated` from just after the adapted
-model sits on the GPU (the weights included) to the end of the run.
+`--flops-from` takes the counts of an earlier run instead (same batches and model: same counts) and
+round 0 is then 10 steps. Rounds 1..R are timed. The base model is built once (seeded) and deep-copied
+for every run. Peak memory is `torch.cuda.max_memory_allocated` from just after the adapted model sits
+on the GPU (its weights included, the pristine copy excluded) to the end of the run.
+
+cuDNN SDPA is switched off on every side by default (`--cudnn-sdpa on` keeps torch's default): with
+torch 2.11 on an H100, transformers' masked SDPA call goes to cuDNN, which builds a new execution plan
+for every new (batch, padded length), about 0.5 s a step here, so a length-grouped loop measured the
+plan builds, not the training (first run on 2026-11-22: about 20 TFLOP/s on every side).
 
     python benchmarks/gpu_throughput.py --out $OUT/gpu_throughput.json        # on the GPU
     python benchmarks/gpu_throughput.py --tiny --device cpu --repeats 1        # smoke test on CPU
@@ -45,6 +52,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +135,26 @@ class Data:
 
 
 # ----------------------------------------------------------------------------------------------- model
+_PRISTINE: dict[str, Any] = {}
+
+
 def build_model(shape: dict[str, int], device: torch.device) -> torch.nn.Module:
+    """A fresh copy of the seeded base model (built once per process, then deep-copied)."""
+    import copy
+
+    if "model" not in _PRISTINE:
+        _PRISTINE["model"] = _build_model(shape, device)
+    return copy.deepcopy(_PRISTINE["model"])
+
+
+def pristine_bytes(device: torch.device) -> int:
+    model = _PRISTINE.get("model")
+    if model is None or device.type != "cuda":
+        return 0
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def _build_model(shape: dict[str, int], device: torch.device) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     config = LlamaConfig(**shape, num_labels=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
@@ -214,6 +241,20 @@ def free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+@contextlib.contextmanager
+def no_sdpa_gqa() -> Iterator[None]:
+    """Under FlopCounterMode: repeat k/v heads instead of SDPA's `enable_gqa` (same work), because
+    torch 2.11's SDPA FLOP formula rejects grouped-query shapes (transformers uses them on unmasked batches)."""
+    from transformers.integrations import sdpa_attention
+
+    original = sdpa_attention.use_gqa_in_sdpa
+    sdpa_attention.use_gqa_in_sdpa = lambda *a, **k: False
+    try:
+        yield
+    finally:
+        sdpa_attention.use_gqa_in_sdpa = original
+
+
 def run_side(case: str, side: str, data: Data, shape: dict[str, int], device: torch.device,
              warmup: int, steps: int, count_flops: bool) -> dict[str, Any]:
     free(device)
@@ -226,9 +267,10 @@ def run_side(case: str, side: str, data: Data, shape: dict[str, int], device: to
     optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     sync(device)
     weights_mb = 0.0
+    pristine_mb = pristine_bytes(device) / 2**20
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        weights_mb = torch.cuda.memory_allocated(device) / 2**20
+        weights_mb = torch.cuda.memory_allocated(device) / 2**20 - pristine_mb
     LAUNCHES[0] = 0
     losses: list[float] = []
     flops: int | None = None
@@ -241,6 +283,8 @@ def run_side(case: str, side: str, data: Data, shape: dict[str, int], device: to
             if count_flops:
                 from torch.utils.flop_counter import FlopCounterMode
 
+                gqa_ctx = no_sdpa_gqa()
+                gqa_ctx.__enter__()
                 counter_ctx = FlopCounterMode(display=False)
                 counter_ctx.__enter__()
             started = time.perf_counter()
@@ -259,11 +303,12 @@ def run_side(case: str, side: str, data: Data, shape: dict[str, int], device: to
     seconds = time.perf_counter() - started
     if count_flops:
         counter_ctx.__exit__(None, None, None)
+        gqa_ctx.__exit__(None, None, None)
         flops = int(counter_ctx.get_total_flops())
     real, padded = data.tokens(order, warmup, warmup + steps)
-    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 - pristine_mb if device.type == "cuda" else 0.0
     result = {
-        "case": case, "side": side, "batches": order, "seconds": seconds,
+        "case": case, "side": side, "batches": order, "steps": steps, "seconds": seconds,
         "examples_per_s": steps * BATCH / seconds, "tokens_per_s": real / seconds,
         "padded_tokens_per_s": padded / seconds, "padding_share": 1 - real / padded,
         "peak_mem_mb": peak_mb, "weights_mb": weights_mb,
@@ -295,9 +340,11 @@ def matmul_gflops(device: torch.device, tokens: int, hidden: int, inter: int) ->
 
 
 # ---------------------------------------------------------------------------------------------- report
-def summarise(runs: list[dict[str, Any]], peak_gflops: float) -> list[dict[str, Any]]:
+def summarise(runs: list[dict[str, Any]], peak_gflops: float,
+              known_flops: dict[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
     cases = []
-    flops_of = {(r["case"], r["side"]): r["flops"] for r in runs if r.get("round") == 0 and r.get("flops")}
+    flops_of = dict(known_flops or {})
+    flops_of.update({(r["case"], r["side"]): r["flops"] for r in runs if r.get("round") == 0 and r.get("flops")})
     for case in CASES:
         timed = [r for r in runs if r["case"] == case and r.get("round", 0) > 0 and "error" not in r]
         if not timed:
@@ -326,7 +373,7 @@ def summarise(runs: list[dict[str, Any]], peak_gflops: float) -> list[dict[str, 
         item: dict[str, Any] = {"case": case, "description": CASES[case], "sides": sides}
         ours = sides.get("ours")
 
-        def ratio(a: str, b: str, key: str = "examples_per_s") -> float | None:
+        def ratio(a: str, b: str, key: str = "examples_per_s", sides: dict[str, Any] = sides) -> float | None:
             if a in sides and b in sides and sides[b][key]:
                 return sides[a][key] / sides[b][key]
             return None
@@ -381,9 +428,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget-s", type=float, default=420.0,
                     help="after this many seconds optional sides are skipped; after 1.25x it stops")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/gpu_throughput.json"))
+    ap.add_argument("--cudnn-sdpa", choices=("off", "on"), default="off",
+                    help="off (default): torch.backends.cuda.enable_cudnn_sdp(False) on every side")
+    ap.add_argument("--sides", default=None, help="comma list: run only these sides (default: all)")
+    ap.add_argument("--flops-from", default=None,
+                    help="an earlier result JSON (same settings) whose round-0 FLOP counts to reuse")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     device = torch.device(args.device)
+    if args.cudnn_sdpa == "off":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    known_flops: dict[tuple[str, str], int] = {}
+    if args.flops_from and Path(args.flops_from).exists():
+        earlier = json.loads(Path(args.flops_from).read_text())
+        if earlier.get("setting", {}).get("timed_steps") == args.steps:
+            known_flops = {(r["case"], r["side"]): r["flops"] for r in earlier["runs"]
+                           if r.get("round") == 0 and r.get("flops") and r.get("steps", args.steps) == args.steps}
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device; use --device cpu (with --tiny) for a smoke test")
     shape = TINY if args.tiny else FULL
@@ -392,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     mean_tokens = int(np.mean([data.tokens("hf_grouped", s, s + 1)[1] for s in range(args.warmup + args.steps)]))
     mm = matmul_gflops(device, mean_tokens, shape["hidden_size"], shape["intermediate_size"])
     peak_gflops = max(mm.values())
-    machine: dict[str, Any] = {"device": str(device), "platform": platform.platform(), "cpu_count": __import__("os").cpu_count()}
+    machine: dict[str, Any] = {"device": str(device), "platform": platform.platform(),
+                               "cpu_count": __import__("os").cpu_count()}
     if device.type == "cuda":
         prop = torch.cuda.get_device_properties(device)
         machine.update(gpu=prop.name, multiprocessors=prop.multi_processor_count,
@@ -404,14 +465,15 @@ def main(argv: list[str] | None = None) -> None:
         "setting": {"model": "LlamaForSequenceClassification (random init)", **shape, "dtype": "bfloat16",
                     "attention": "sdpa", "examples": N_EXAMPLES, "lengths": f"log-uniform {min_len}..{max_len}",
                     "batch": BATCH, "warmup_steps": args.warmup, "timed_steps": args.steps, "lr": LR,
-                    "clip": CLIP, "tiny": args.tiny, "mean_padded_tokens_per_batch_hf_grouped": mean_tokens},
+                    "clip": CLIP, "tiny": args.tiny, "mean_padded_tokens_per_batch_hf_grouped": mean_tokens,
+                    "cudnn_sdpa": args.cudnn_sdpa, "flops_from": args.flops_from if known_flops else None},
         "repeats": args.repeats, "matmul_gflops": mm, "runs": [], "skipped": [], "cases": [],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        result["cases"] = summarise(result["runs"], peak_gflops)
+        result["cases"] = summarise(result["runs"], peak_gflops, known_flops)
         result["wall_s"] = time.perf_counter() - t_start
         out.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -419,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"versions {result['versions']}  machine {machine}  matmul GFLOP/s {mm}", flush=True)
     for rnd in range(args.repeats + 1):
         for case in cases:
-            sides = sides_for(case)
+            sides = [x for x in sides_for(case) if not args.sides or x in args.sides.split(",")]
             if rnd % 2 == 0:  # alternate the order so no side always runs first
                 sides = sides[::-1]
             for side in sides:
@@ -427,8 +489,10 @@ def main(argv: list[str] | None = None) -> None:
                 if elapsed > 1.25 * args.budget_s or (elapsed > args.budget_s and side in OPTIONAL):
                     result["skipped"].append({"case": case, "side": side, "round": rnd})
                     continue
+                count = rnd == 0 and (case, side) not in known_flops
+                steps = args.steps if rnd > 0 or count else min(args.steps, 10)
                 try:
-                    r = run_side(case, side, data, shape, device, args.warmup, args.steps, count_flops=rnd == 0)
+                    r = run_side(case, side, data, shape, device, args.warmup, steps, count_flops=count)
                 except Exception as err:
                     r = {"case": case, "side": side, "error": f"{type(err).__name__}: {err}"}
                     free(device)

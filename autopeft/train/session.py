@@ -45,6 +45,11 @@ class TrainingSession:
         self.recipe = recipe
         self.training = config.training_for(recipe)
         self.device = _device(self.training.device)
+        if self.device.type == "cuda":
+            # cuDNN's attention builds a new plan for every (batch, padded length): with length-grouped
+            # batches that was ~1 s a step on an H100 (torch 2.11, benchmarks/gpu_throughput.py).
+            # Flash and memory-efficient sdpa kernels have no such cost.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         if self.training.threads:
             torch.set_num_threads(self.training.threads)
         self.fingerprint = config_fingerprint({"config": config.model_dump(mode="json"),
