@@ -133,3 +133,14 @@ def tiny_recipe_dict(model_dir: Path, *, unit: str = "steps", fmin: int = 2, fma
 
 #: A configuration whose lowest adapted layer is 1 of 3, so the frozen-prefix cache is used.
 TINY_PLAN: dict[str | int, object] = {"1-2": [{"method": "lora", "r": 4, "alpha": 8, "roles": ["query", "value"]}]}
+
+
+def peft_role_regex(model_type: str, roles: list[str]) -> str:
+    """A `peft` `target_modules` regex hitting exactly the modules that `roles` name in our role map."""
+    import re
+
+    from autopeft.peft.roles import ARCHITECTURES, Role
+
+    slots = ARCHITECTURES[model_type].roles
+    paths = sorted({re.escape(slots[Role(r)].path) for r in roles})
+    return rf".*\.\d+\.({'|'.join(paths)})"

@@ -4,7 +4,6 @@ fused `c_attn` (key and value slices) against the base model with the scalings m
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,23 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from autopeft.peft import ARCHITECTURES, PeftPlan, Role, apply_plan
+from autopeft.peft import PeftPlan, apply_plan
 from autopeft.peft.adapted import AdaptedLinear
 from autopeft.peft.ia3 import IA3Vector
 from autopeft.peft.lora import LoraDelta
-from tests.conftest import TINY_MODELS, tiny_batch
+from tests.conftest import TINY_MODELS, peft_role_regex, tiny_batch
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 peft = pytest.importorskip("peft")
-
-
-
-
-def role_regex(model_type: str, roles: list[str]) -> str:
-    slots = ARCHITECTURES[model_type].roles
-    paths = sorted({re.escape(slots[Role(r)].path) for r in roles})
-    return rf".*\.\d+\.({'|'.join(paths)})"
 
 
 def vectors(model: nn.Module) -> Iterator[tuple[str, str, IA3Vector]]:
@@ -76,8 +67,8 @@ def test_matches_peft_logits_grads_and_counts(case: tuple[str, list[str], dict[s
     ours, plain, trainable = build(kind, {"all": [{"method": "ia3", "roles": roles}]})
     batch = tiny_batch()
     base_logits = plain(**batch).logits
-    config = peft.IA3Config(target_modules=role_regex(kind, roles),
-                            feedforward_modules=role_regex(kind, ["ff_down"]), task_type="SEQ_CLS", **extra)
+    config = peft.IA3Config(target_modules=peft_role_regex(kind, roles),
+                            feedforward_modules=peft_role_regex(kind, ["ff_down"]), task_type="SEQ_CLS", **extra)
     pm = peft.get_peft_model(plain, config)
     inner = pm.base_model.model
     pairs = []

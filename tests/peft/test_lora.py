@@ -17,24 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from autopeft.peft import ARCHITECTURES, PeftPlan, Role, apply_plan
+from autopeft.peft import PeftPlan, apply_plan
 from autopeft.peft.adapted import AdaptedLinear
 from autopeft.peft.lora import DoraDelta, LoraDelta, set_fused
 from autopeft.peft.lora.config import LoraSpec
-from tests.conftest import TINY_MODELS, tiny_batch, tiny_gpt2
+from tests.conftest import TINY_MODELS, peft_role_regex, tiny_batch, tiny_gpt2
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 peft = pytest.importorskip("peft")
-
-
-
-
-def role_regex(model_type: str, roles: list[str]) -> str:
-    """A `peft` `target_modules` regex hitting exactly the modules that `roles` name in our role map."""
-    slots = ARCHITECTURES[model_type].roles
-    paths = sorted({re.escape(slots[Role(r)].path) for r in roles})
-    return rf".*\.\d+\.({'|'.join(paths)})"
 
 
 def adapted(model: nn.Module) -> dict[str, AdaptedLinear]:
@@ -128,7 +119,7 @@ def _case_id(case: tuple[str, dict[str, Any], dict[str, Any]]) -> str:
 
 def _peft_config(kind: str, spec: dict[str, Any], extra: dict[str, Any], **more: Any) -> Any:
     return peft.LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=spec.get("dropout", 0.0),
-                           target_modules=role_regex(kind, spec["roles"]), task_type="SEQ_CLS",
+                           target_modules=peft_role_regex(kind, spec["roles"]), task_type="SEQ_CLS",
                            **extra, **more)
 
 
@@ -179,7 +170,7 @@ def test_per_layer_ranks_match_peft_rank_and_alpha_patterns() -> None:
     ranks = {name: linear.deltas[0].r for name, linear in adapted(ours).items()}
     assert sorted(set(ranks.values())) == [2, 4, 8]
     config = peft.LoraConfig(
-        r=2, lora_alpha=16, target_modules=role_regex("bert", roles), task_type="SEQ_CLS",
+        r=2, lora_alpha=16, target_modules=peft_role_regex("bert", roles), task_type="SEQ_CLS",
         rank_pattern={rf"layer\.1\.{qv}": 4, rf"layer\.2\.{qv}": 8},
         alpha_pattern={rf"layer\.1\.{qv}": 8},
     )
