@@ -58,7 +58,7 @@ class Objective:
 
 
 def _as_points(points: ArrayLike, m: int | None = None) -> FloatArray:
-    """Validate an ``(n, m)`` array of finite-or-infinite, non-NaN values (empty input allowed)."""
+    """Validate an ``(n, m)`` float array without NaN (infinities allowed, empty input allowed)."""
     arr = np.asarray(points, dtype=np.float64)
     if arr.size == 0:
         width = m if m is not None else (arr.shape[-1] if arr.ndim == 2 else 0)
@@ -193,12 +193,12 @@ def hypervolume(points: ArrayLike, reference: ArrayLike) -> float:
 
 
 def _contributions2d(pts: FloatArray, ref: FloatArray) -> FloatArray:
-    """Exclusive areas of 2-D points inside ``ref`` in O(n log n): the box between a front point's neighbours."""
+    """Exclusive areas of mutually non-dominated 2-D points inside ``ref``: the box up to each neighbour."""
     out = np.zeros(len(pts), dtype=np.float64)
     order = np.lexsort((pts[:, 1], pts[:, 0]))
     xs, ys = pts[order, 0], pts[order, 1]
     prev_best = np.append(np.inf, np.minimum.accumulate(ys)[:-1])
-    on_front = ys < prev_best  # strictly better than every point to its left (drops duplicates, ties)
+    on_front = ys < prev_best  # first copy of each distinct point
     unique_next = np.ones(len(xs), dtype=bool)
     unique_next[:-1] = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])
     duplicated = ~unique_next | np.append(False, ~unique_next[:-1])
@@ -223,10 +223,11 @@ def hypervolume_contributions(points: ArrayLike, reference: ArrayLike) -> FloatA
     if inside.size == 0:
         return contrib
     sub = pts[inside]
-    if sub.shape[1] == 2:
+    on_front = pareto_front_mask(sub)
+    if sub.shape[1] == 2 and on_front.all():  # one front (as when a rung is cut): closed form
         contrib[inside] = _contributions2d(sub, ref)
         return contrib
-    candidates = np.flatnonzero(pareto_front_mask(sub))
+    candidates = np.flatnonzero(on_front)
     total = _hv(sub, ref)
     for c in candidates:
         rest = np.delete(sub, c, axis=0)

@@ -251,6 +251,18 @@ def test_contributions_match_leave_one_out_brute_force() -> None:
         np.testing.assert_allclose(hypervolume_contributions(pts, ref), expected, atol=1e-12)
 
 
+def test_contributions_of_one_front_match_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        pts = rng.uniform(0, 1.1, size=(8, 2))
+        pts = pts[pareto_front_mask(pts)]
+        if rng.random() < 0.5:
+            pts = np.vstack([pts, pts[:1]])  # a duplicate on the front
+        full = brute_force_hv(pts, np.ones(2))
+        expected = [full - brute_force_hv(np.delete(pts, i, axis=0), np.ones(2)) for i in range(len(pts))]
+        np.testing.assert_allclose(hypervolume_contributions(pts, np.ones(2)), expected, atol=1e-12)
+
+
 def test_duplicate_points_contribute_nothing() -> None:
     pts = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 3.0]])
     c = hypervolume_contributions(pts, [4.0, 4.0])
