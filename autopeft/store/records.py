@@ -1,0 +1,96 @@
+"""Plain, frozen views of stored rows, so that callers never hold ORM objects or sessions.
+
+A record is a snapshot taken when the store method returned; read again to see later changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from autopeft.store.models import ParetoSnapshot, Study, StudyStatus, Trial, TrialResult, TrialStatus
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Everything we store is UTC: SQLite returns naive datetimes, PostgreSQL the session's zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    id: int
+    name: str
+    space: Any
+    recipe: Any
+    objectives: Any
+    strategy: str
+    seed: int | None
+    status: StudyStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Study) -> StudyRecord:
+        return cls(id=row.id, name=row.name, space=row.space, recipe=row.recipe, objectives=row.objectives,
+                   strategy=row.strategy, seed=row.seed, status=StudyStatus(row.status),
+                   created_at=_utc(row.created_at) or row.created_at, updated_at=_utc(row.updated_at) or row.updated_at)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    id: int
+    study_id: int
+    number: int
+    config: Any
+    plan: Any | None
+    status: TrialStatus
+    error: str | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Trial) -> TrialRecord:
+        return cls(id=row.id, study_id=row.study_id, number=row.number, config=row.config, plan=row.plan,
+                   status=TrialStatus(row.status), error=row.error, worker=row.worker,
+                   created_at=_utc(row.created_at) or row.created_at, started_at=_utc(row.started_at),
+                   finished_at=_utc(row.finished_at))
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One trial's objective values (and extra metrics) at one fidelity (a Hyperband rung)."""
+
+    id: int
+    trial_id: int
+    trial_number: int
+    fidelity: int
+    objectives: dict[str, float]
+    metrics: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: TrialResult, trial_number: int) -> ResultRecord:
+        return cls(id=row.id, trial_id=row.trial_id, trial_number=trial_number, fidelity=row.fidelity,
+                   objectives=dict(row.objectives), metrics=dict(row.metrics or {}),
+                   created_at=_utc(row.created_at) or row.created_at)
+
+
+@dataclass(frozen=True)
+class ParetoSnapshotRecord:
+    """The trials forming the front at one moment (after a completed rung), with its hypervolume."""
+
+    id: int
+    study_id: int
+    trial_ids: tuple[int, ...]
+    hypervolume: float | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ParetoSnapshot) -> ParetoSnapshotRecord:
+        return cls(id=row.id, study_id=row.study_id, trial_ids=tuple(row.trial_ids), hypervolume=row.hypervolume,
+                   created_at=_utc(row.created_at) or row.created_at)

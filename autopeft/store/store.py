@@ -1,0 +1,345 @@
+"""The study store: studies, trials, per-fidelity results and Pareto snapshots in one SQL database.
+
+The store is the single source of truth of a study (DESIGN.md): a study resumes from it after a crash, and
+several workers plus the dashboard read and write it at the same time.
+
+Concurrency rules:
+
+- A `Store` is thread-safe: every method opens its own short transaction and returns frozen records, never
+  ORM objects, so no session outlives a call. Share one `Store` between threads of a process.
+- Each process needs its own `Store` (an engine must not cross `fork`). A `Store` pickles as its URL, so
+  passing it to a spawned worker builds a fresh engine there.
+- Trial numbers are dense (0, 1, 2, ...) and unique per study even with many writer processes: the number
+  is read and written in one transaction that holds a row lock on the study (`SELECT ... FOR UPDATE`) on
+  PostgreSQL, and SQLite's database write lock on SQLite (every write transaction starts with
+  `BEGIN IMMEDIATE`; reads stay `DEFERRED` and, in WAL mode, never block writers).
+- `record_result` is idempotent per (trial, fidelity): the first write wins and later ones return it, so
+  a worker may safely retry after losing its connection.
+- Finished trials (complete, pruned, failed) never change status again.
+
+SQLAlchemy errors become `StoreError` at one place, `Store._session`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from autopeft.store.errors import AlreadyExistsError, InvalidValueError, NotFoundError, StoreError
+from autopeft.store.models import (
+    Base,
+    ParetoSnapshot,
+    Study,
+    StudyStatus,
+    Trial,
+    TrialResult,
+    TrialStatus,
+    utcnow,
+)
+from autopeft.store.records import ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
+
+DEFAULT_URL = "sqlite:///autopeft.db"
+_WRITE_OPTION = "autopeft_write"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _make_engine(url: str, busy_timeout_ms: int) -> Engine:
+    """An engine whose SQLite connections run in WAL mode and let us choose how each transaction begins."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    in_memory = parsed.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # pysqlite's own BEGIN handling off; `_on_begin` emits ours
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front: a DEFERRED transaction that upgrades later can fail with
+        # "database is locked" without waiting, and two of them could both read the same max(number).
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _check_objectives(objectives: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in objectives.items():
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidValueError(f"objective {name!r} is {value!r}; record a failed trial instead")
+        out[str(name)] = number
+    return out
+
+
+class Store:
+    """Studies, trials, results and Pareto snapshots behind an SQLAlchemy URL (see the module docstring).
+
+    The schema is created on first use (`create_all`); `autopeft.store.migrations.upgrade` migrates an
+    existing database instead.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        self._busy_timeout_ms = busy_timeout_ms
+        try:
+            self._engine = _make_engine(url, busy_timeout_ms)
+        except (SQLAlchemyError, ValueError) as exc:
+            raise StoreError(f"cannot open store {url!r}: {_one_line(exc)}") from exc
+        self._display_url = make_url(url).render_as_string(hide_password=True)
+        write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        self._reader = sessionmaker(self._engine, expire_on_commit=False)
+        self._writer = sessionmaker(write_engine, expire_on_commit=False)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[type[Store], tuple[str]]:
+        return (type(self), (self.url,))
+
+    def __repr__(self) -> str:
+        return f"Store({self._display_url!r})"
+
+    def close(self) -> None:
+        """Close pooled connections (call before `fork`, or when done)."""
+        self._engine.dispose()
+
+    # -- schema and sessions ---------------------------------------------------------------------------
+
+    def create_all(self) -> None:
+        """Create missing tables (stamped at the newest migration); safe to race with another process."""
+        try:
+            if not set(Base.metadata.tables) <= set(inspect(self._engine).get_table_names()):
+                from autopeft.store.migrations import stamp_head  # Alembic only when creating a schema
+
+                with self._engine.begin() as connection:
+                    Base.metadata.create_all(connection)
+                    stamp_head(connection)
+        except SQLAlchemyError as exc:
+            # Another process may have created the tables between our check and our CREATE.
+            try:
+                existing = set(inspect(self._engine).get_table_names())
+            except SQLAlchemyError:
+                existing = set()
+            if not set(Base.metadata.tables) <= existing:
+                raise StoreError(f"cannot create the schema in {self._display_url}: {_one_line(exc)}") from exc
+        self._schema_ready = True
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.create_all()
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; the only place where SQLAlchemy errors become `StoreError`."""
+        self._ensure_schema()
+        factory = self._writer if write else self._reader
+        try:
+            with factory.begin() as session:
+                yield session
+        except StoreError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self._display_url}: {type(exc).__name__}: {_one_line(exc)}") from exc
+
+    def _study_row(self, session: Session, name: str, *, lock: bool = False) -> Study:
+        query = select(Study).where(Study.name == name)
+        row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+        if row is None:
+            names = session.scalars(select(Study.name).order_by(Study.name).limit(11)).all()
+            listing = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
+            raise NotFoundError(f"no study named {name!r} in {self._display_url} (studies: {listing})")
+        return row
+
+    def _trial_row(self, session: Session, trial_id: int, *, lock: bool = False) -> Trial:
+        row = session.get(Trial, trial_id, with_for_update=lock)
+        if row is None:
+            raise NotFoundError(f"no trial with id {trial_id} in {self._display_url}")
+        return row
+
+    # -- studies ---------------------------------------------------------------------------------------
+
+    def create_study(self, name: str, *, space: Any = None, recipe: Any = None, objectives: Any = None,
+                     strategy: str = "mobo-hyperband", seed: int | None = None) -> StudyRecord:
+        """Create a study; `AlreadyExistsError` if the name is taken (names identify studies in the CLI)."""
+        with self._session(write=True) as session:
+            taken = f"study {name!r} already exists in {self._display_url}; resume it or pick another name"
+            if session.scalar(select(Study.id).where(Study.name == name)) is not None:
+                raise AlreadyExistsError(taken)
+            row = Study(name=name, space=space or {}, recipe=recipe or {}, objectives=objectives or [],
+                        strategy=strategy, seed=seed, status=StudyStatus.RUNNING)
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise AlreadyExistsError(taken) from exc
+            return StudyRecord.from_row(row)
+
+    def get_study(self, name: str) -> StudyRecord:
+        with self._session() as session:
+            return StudyRecord.from_row(self._study_row(session, name))
+
+    def list_studies(self) -> list[StudyRecord]:
+        with self._session() as session:
+            return [StudyRecord.from_row(r) for r in session.scalars(select(Study).order_by(Study.id))]
+
+    def delete_study(self, name: str) -> None:
+        """Delete a study with its trials, results and snapshots (explicitly: SQLite may run without FKs)."""
+        with self._session(write=True) as session:
+            study_id = self._study_row(session, name, lock=True).id
+            trial_ids = select(Trial.id).where(Trial.study_id == study_id).scalar_subquery()
+            session.execute(delete(TrialResult).where(TrialResult.trial_id.in_(trial_ids)))
+            session.execute(delete(Trial).where(Trial.study_id == study_id))
+            session.execute(delete(ParetoSnapshot).where(ParetoSnapshot.study_id == study_id))
+            session.execute(delete(Study).where(Study.id == study_id))
+
+    def set_study_status(self, name: str, status: StudyStatus | str) -> StudyRecord:
+        with self._session(write=True) as session:
+            row = self._study_row(session, name, lock=True)
+            row.status = StudyStatus(status)
+            row.updated_at = utcnow()
+            session.flush()
+            return StudyRecord.from_row(row)
+
+    # -- trials ----------------------------------------------------------------------------------------
+
+    def create_trial(self, study: str, config: Any, plan: Any = None) -> TrialRecord:
+        """Add a waiting trial numbered max(number) + 1 under the study lock (see the module docstring)."""
+        with self._session(write=True) as session:
+            study_id = self._study_row(session, study, lock=True).id
+            number = session.scalar(
+                select(func.coalesce(func.max(Trial.number) + 1, 0)).where(Trial.study_id == study_id))
+            row = Trial(study_id=study_id, number=int(number or 0), config=config, plan=plan,
+                        status=TrialStatus.WAITING, created_at=utcnow())
+            session.add(row)
+            session.flush()
+            return TrialRecord.from_row(row)
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        with self._session() as session:
+            return TrialRecord.from_row(self._trial_row(session, trial_id))
+
+    def trials(self, study: str, status: TrialStatus | str | Iterable[TrialStatus | str] | None = None,
+               ) -> list[TrialRecord]:
+        """The study's trials by number, optionally only those in the given status(es)."""
+        wanted: list[TrialStatus] | None = None
+        if status is not None:
+            items = [status] if isinstance(status, str) else list(status)
+            wanted = [TrialStatus(s) for s in items]
+        with self._session() as session:
+            study_id = self._study_row(session, study).id
+            query = select(Trial).where(Trial.study_id == study_id)
+            if wanted is not None:
+                query = query.where(Trial.status.in_(wanted))
+            return [TrialRecord.from_row(r) for r in session.scalars(query.order_by(Trial.number))]
+
+    def trial_counts(self, study: str) -> dict[TrialStatus, int]:
+        """How many trials are in each status (every status present, zero included), for progress display."""
+        counts = dict.fromkeys(TrialStatus, 0)
+        for trial in self.trials(study):
+            counts[trial.status] += 1
+        return counts
+
+    def set_trial_status(self, trial_id: int, status: TrialStatus | str, *, error: str | None = None,
+                         worker: str | None = None) -> TrialRecord:
+        """Move a trial; stamps started_at on first run and finished_at on finishing."""
+        new = TrialStatus(status)
+        with self._session(write=True) as session:
+            row = self._trial_row(session, trial_id, lock=True)
+            old = TrialStatus(row.status)
+            if old.is_finished and new is not old:
+                raise InvalidValueError(f"trial {row.number} (id {trial_id}) is {old.value}; it cannot become "
+                                        f"{new.value}")
+            now = utcnow()
+            row.status = new
+            if new is TrialStatus.RUNNING and row.started_at is None:
+                row.started_at = now
+            if new.is_finished and row.finished_at is None:
+                row.finished_at = now
+            if error is not None:
+                row.error = error
+            if worker is not None:
+                row.worker = worker
+            session.flush()
+            return TrialRecord.from_row(row)
+
+    # -- results ---------------------------------------------------------------------------------------
+
+    def record_result(self, trial_id: int, fidelity: int, objectives: Mapping[str, float],
+                      metrics: Mapping[str, Any] | None = None) -> ResultRecord:
+        """Store the trial's objective values at a fidelity; the first write per (trial, fidelity) wins."""
+        values = {"trial_id": trial_id, "fidelity": int(fidelity), "objectives": _check_objectives(objectives),
+                  "metrics": dict(metrics or {}), "created_at": utcnow()}
+        with self._session(write=True) as session:
+            trial = self._trial_row(session, trial_id)
+            key = (TrialResult.trial_id == trial_id, TrialResult.fidelity == int(fidelity))
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(pg_insert(TrialResult).values(**values)
+                                .on_conflict_do_nothing(index_elements=["trial_id", "fidelity"]))
+            elif session.scalar(select(TrialResult.id).where(*key)) is None:
+                session.add(TrialResult(**values))  # SQLite: safe, this transaction holds the write lock
+                session.flush()
+            row = session.scalars(select(TrialResult).where(*key)).one()
+            return ResultRecord.from_row(row, trial.number)
+
+    def results(self, study: str, *, fidelity: int | None = None) -> list[ResultRecord]:
+        """All results of the study by trial number then fidelity (optionally at one fidelity)."""
+        with self._session() as session:
+            study_id = self._study_row(session, study).id
+            query = (select(TrialResult, Trial.number).join(Trial, TrialResult.trial_id == Trial.id)
+                     .where(Trial.study_id == study_id))
+            if fidelity is not None:
+                query = query.where(TrialResult.fidelity == int(fidelity))
+            rows = session.execute(query.order_by(Trial.number, TrialResult.fidelity)).all()
+            return [ResultRecord.from_row(result, number) for result, number in rows]
+
+    # -- Pareto snapshots ------------------------------------------------------------------------------
+
+    def add_pareto_snapshot(self, study: str, trial_ids: Iterable[int],
+                            hypervolume: float | None = None) -> ParetoSnapshotRecord:
+        """Record the current front (trial ids of this study) and its hypervolume."""
+        ids = sorted({int(i) for i in trial_ids})
+        with self._session(write=True) as session:
+            study_id = self._study_row(session, study).id
+            if ids:
+                found = set(session.scalars(select(Trial.id).where(Trial.study_id == study_id, Trial.id.in_(ids))))
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    raise InvalidValueError(f"trial ids {missing} are not trials of study {study!r}")
+            row = ParetoSnapshot(study_id=study_id, trial_ids=ids, created_at=utcnow(),
+                                 hypervolume=None if hypervolume is None else float(hypervolume))
+            session.add(row)
+            session.flush()
+            return ParetoSnapshotRecord.from_row(row)
+
+    def latest_pareto_snapshot(self, study: str) -> ParetoSnapshotRecord | None:
+        with self._session() as session:
+            study_id = self._study_row(session, study).id
+            row = session.scalars(select(ParetoSnapshot).where(ParetoSnapshot.study_id == study_id)
+                                  .order_by(ParetoSnapshot.id.desc()).limit(1)).one_or_none()
+            return None if row is None else ParetoSnapshotRecord.from_row(row)

@@ -1,0 +1,169 @@
+"""The store contract, run on SQLite always and on PostgreSQL when one is reachable."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Iterator
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from autopeft.errors import AutopeftError
+from autopeft.store import (
+    AlreadyExistsError,
+    InvalidValueError,
+    NotFoundError,
+    Store,
+    StoreError,
+    StudyStatus,
+    TrialStatus,
+)
+from tests.store._workers import create_trials
+
+SPACE = {"parameters": {"rank": {"type": "int", "low": 1, "high": 64}}}
+OBJECTIVES = [{"name": "accuracy", "direction": "maximize"}, {"name": "params", "direction": "minimize"}]
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    yield s
+    s.close()
+
+
+def test_create_get_list_delete_studies(store: Store) -> None:
+    created = store.create_study("a", space=SPACE, recipe={"task": "sst2"}, objectives=OBJECTIVES,
+                                 strategy="random", seed=3)
+    store.create_study("b")
+    got = store.get_study("a")
+    assert got == created
+    assert (got.space, got.recipe, got.objectives, got.strategy, got.seed) == (
+        SPACE, {"task": "sst2"}, OBJECTIVES, "random", 3)
+    assert got.status is StudyStatus.RUNNING and got.created_at.tzinfo == timezone.utc
+    assert [s.name for s in store.list_studies()] == ["a", "b"]
+
+    trial = store.create_trial("a", {"rank": 8})
+    store.record_result(trial.id, 1, {"accuracy": 0.5, "params": 10.0})
+    store.add_pareto_snapshot("a", [trial.id], 1.0)
+    store.delete_study("a")
+    assert [s.name for s in store.list_studies()] == ["b"]
+    with pytest.raises(NotFoundError, match=r"no study named 'a'.*studies: b"):
+        store.get_study("a")
+    with pytest.raises(NotFoundError):
+        store.get_trial(trial.id)
+
+
+def test_duplicate_name_is_one_line_store_error(store: Store) -> None:
+    store.create_study("dup")
+    with pytest.raises(StoreError) as info:
+        store.create_study("dup")
+    assert isinstance(info.value, AlreadyExistsError) and isinstance(info.value, AutopeftError)
+    message = str(info.value)
+    assert "'dup' already exists" in message and "\n" not in message
+
+
+def test_not_found_lists_nothing_when_empty(store: Store) -> None:
+    with pytest.raises(NotFoundError, match=r"studies: none"):
+        store.trials("missing")
+    with pytest.raises(LookupError):
+        store.set_trial_status(12345, TrialStatus.RUNNING)
+
+
+def test_trials_are_numbered_densely_per_study(store: Store) -> None:
+    store.create_study("x")
+    store.create_study("y")
+    numbers = [store.create_trial("x", {"i": i}, plan={"layers": [i]}).number for i in range(5)]
+    assert numbers == [0, 1, 2, 3, 4]
+    assert store.create_trial("y", {"i": 0}).number == 0
+    trials = store.trials("x")
+    assert [t.number for t in trials] == numbers
+    assert trials[2].config == {"i": 2} and trials[2].plan == {"layers": [2]}
+    assert all(t.status is TrialStatus.WAITING for t in trials)
+
+
+def test_status_transitions(store: Store) -> None:
+    store.create_study("s")
+    t = store.create_trial("s", {})
+    assert t.started_at is None and t.finished_at is None
+    running = store.set_trial_status(t.id, "running", worker="host:1")
+    assert running.status is TrialStatus.RUNNING and running.worker == "host:1" and running.started_at
+    paused = store.set_trial_status(t.id, TrialStatus.PAUSED)
+    assert paused.finished_at is None and paused.worker == "host:1"
+    again = store.set_trial_status(t.id, TrialStatus.RUNNING)
+    assert again.started_at == running.started_at
+    done = store.set_trial_status(t.id, TrialStatus.FAILED, error="CUDA out of memory")
+    assert done.finished_at is not None and done.error == "CUDA out of memory"
+    with pytest.raises(InvalidValueError, match="is failed; it cannot become running"):
+        store.set_trial_status(t.id, TrialStatus.RUNNING)
+    assert store.get_trial(t.id).status is TrialStatus.FAILED
+    other = store.create_trial("s", {})
+    store.set_trial_status(other.id, TrialStatus.PRUNED)
+    assert [t.number for t in store.trials("s", status=TrialStatus.PRUNED)] == [1]
+    assert [t.number for t in store.trials("s", status=["failed", "pruned"])] == [0, 1]
+    assert store.trial_counts("s")[TrialStatus.FAILED] == 1
+    assert store.set_study_status("s", StudyStatus.COMPLETE).status is StudyStatus.COMPLETE
+    with pytest.raises(ValueError):
+        store.set_trial_status(other.id, "exploded")
+
+
+def test_results_per_fidelity_and_idempotent(store: Store) -> None:
+    store.create_study("r")
+    t0, t1 = store.create_trial("r", {}), store.create_trial("r", {})
+    store.record_result(t1.id, 3, {"accuracy": 0.7, "params": 2.0}, {"loss": 0.4})
+    first = store.record_result(t0.id, 1, {"accuracy": 0.6, "params": 2.0})
+    store.record_result(t0.id, 3, {"accuracy": 0.8, "params": 2.0}, {"loss": 0.3, "seconds": 12})
+    again = store.record_result(t0.id, 1, {"accuracy": 0.1, "params": 9.0})
+    assert again == first and again.objectives == {"accuracy": 0.6, "params": 2.0}
+    results = store.results("r")
+    assert [(r.trial_number, r.fidelity) for r in results] == [(0, 1), (0, 3), (1, 3)]
+    assert results[1].metrics == {"loss": 0.3, "seconds": 12}
+    assert [r.trial_id for r in store.results("r", fidelity=3)] == [t0.id, t1.id]
+    with pytest.raises(InvalidValueError, match="'accuracy' is nan"):
+        store.record_result(t1.id, 9, {"accuracy": float("nan")})
+
+
+def test_pareto_snapshots(store: Store) -> None:
+    store.create_study("p")
+    store.create_study("q")
+    assert store.latest_pareto_snapshot("p") is None
+    ids = [store.create_trial("p", {}).id for _ in range(3)]
+    store.add_pareto_snapshot("p", ids[:1], 0.25)
+    latest = store.add_pareto_snapshot("p", [ids[2], ids[0]], 0.5)
+    assert store.latest_pareto_snapshot("p") == latest
+    assert latest.trial_ids == (ids[0], ids[2]) and latest.hypervolume == 0.5
+    foreign = store.create_trial("q", {}).id
+    with pytest.raises(InvalidValueError, match="not trials of study 'p'"):
+        store.add_pareto_snapshot("p", [foreign], 0.1)
+
+
+def test_store_pickles_as_its_url(store: Store) -> None:
+    store.create_study("k")
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.url == store.url and clone.get_study("k").name == "k"
+    clone.close()
+
+
+def test_concurrent_processes_never_duplicate_or_lose_trial_numbers(store: Store, store_url: str) -> None:
+    store.create_study("race")
+    workers, per_worker = 4, 25
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=create_trials, args=(store_url, "race", per_worker, barrier, queue))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    reports = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert all(isinstance(r, list) for r in reports), reports
+    numbers = sorted(n for r in reports for n in r)
+    assert numbers == list(range(workers * per_worker))
+    assert [t.number for t in store.trials("race")] == list(range(workers * per_worker))
+
+
+def test_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    with pytest.raises(StoreError, match=r"missing-dir|unable to open"):
+        store.list_studies()
