@@ -1,0 +1,353 @@
+"""Export a `PeftPlan`, and an adapted model's weights, in Hugging Face `peft`'s adapter format.
+
+`to_peft_config` says whether `peft` can express a plan and, when it can, returns the
+`adapter_config.json` dict, built through `peft`'s own config classes. Per-layer sizes become `peft`'s
+`rank_pattern` / `alpha_pattern`: the most common rank and alpha are the defaults, the rest overrides
+keyed by the exact (escaped) module path. `save_peft_adapter` writes that config and
+`adapter_model.safetensors` with `peft`'s key names, read from a `peft` model built on a `meta` copy of
+the base, so the file is whatever `PeftModel.from_pretrained` expects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autopeft.errors import ConfigError, UnsupportedArchitectureError
+from autopeft.peft.adapted import AdaptedLinear
+from autopeft.peft.ia3.config import IA3Spec
+from autopeft.peft.ia3.layer import IA3Vector
+from autopeft.peft.ia3.model import INPUT_SCALED_ROLES
+from autopeft.peft.inject import HEAD_NAMES, model_layers
+from autopeft.peft.lora.config import LoraSpec
+from autopeft.peft.lora.layer import DoraDelta, LoraDelta
+from autopeft.peft.plan import PeftPlan
+from autopeft.peft.prefix.config import PrefixSpec
+from autopeft.peft.prefix.layer import PrefixKV
+from autopeft.peft.roles import ARCHITECTURES, ArchitectureMap, Role, architecture_for
+
+#: Model types whose projections are transformers' `Conv1D` (weight stored (in, out)): `fan_in_fan_out`.
+CONV1D_MODEL_TYPES = frozenset({"gpt2"})
+#: Methods that `peft` has no equivalent for.
+NO_PEFT_EQUIVALENT = frozenset({"serial_adapter", "parallel_adapter"})
+_FAMILY = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "prefix": "prefix tuning"}
+_PEFT_PREFIX = "base_model.model."  # keys of tuners that wrap the model (LoRA, IA3)
+_PEFT_PROMPT_PREFIX = "base_model."  # keys of prompt-learning methods, which hold the model directly
+
+
+@dataclass(frozen=True)
+class PeftExport:
+    """What `peft` can make of a plan: its `adapter_config.json` dict, or the reasons it cannot.
+
+    `notes` are caveats of an expressible export (e.g. where `peft` computes the same thing but trains
+    it differently).
+    """
+
+    config: dict[str, Any] | None
+    unsupported: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def expressible(self) -> bool:
+        return self.config is not None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One module `peft` adapts: its path (as `target_modules` names it) and the layer and roles behind it."""
+
+    path: str
+    layer: int
+    roles: tuple[Role, ...]  # in fused-part order
+    spec: Any
+
+
+@dataclass(frozen=True)
+class _Where:
+    model_type: str
+    arch: ArchitectureMap
+    layers_path: str  # dotted path of the layer list, from the model's root when the model is known
+    heads: tuple[str, ...]
+    num_layers: int | None = None  # known when the model is
+
+
+def _where(model: nn.Module | str, arch: ArchitectureMap | None) -> _Where:
+    if isinstance(model, str):
+        if arch is None and model not in ARCHITECTURES:
+            raise UnsupportedArchitectureError(
+                f"model_type {model!r} has no built-in role map; supported: {', '.join(sorted(ARCHITECTURES))}"
+            )
+        resolved = arch or ARCHITECTURES[model]
+        # Without the model, paths start at the layer list; peft matches them as dotted suffixes.
+        return _Where(model, resolved, resolved.layers, HEAD_NAMES)
+    resolved = architecture_for(model, arch)
+    layers = model_layers(model, resolved)
+    root = next((name for name, m in model.named_modules() if m is layers), resolved.layers)
+    heads = tuple(h for h in HEAD_NAMES if isinstance(getattr(model, h, None), nn.Module)) or HEAD_NAMES
+    model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
+    return _Where(model_type, resolved, root, heads, len(layers))
+
+
+def to_peft_config(plan: PeftPlan, model: nn.Module | str, *, arch: ArchitectureMap | None = None) -> PeftExport:
+    """The `peft` adapter config for `plan` on `model` (a model, or a `model_type` with an optional role map).
+
+    Expressible: all LoRA or all DoRA (per-module ranks and alphas, one dropout), all IA3, or one
+    prefix length in every layer without reparametrisation. Anything else returns the reasons.
+    Raises `ConfigError` when the plan was made for another layer count than `model` has, and
+    `UnsupportedArchitectureError` for a `model_type` without a role map.
+    """
+    where = _where(model, arch)
+    if where.num_layers is not None and where.num_layers != plan.num_layers:
+        raise ConfigError(f"plan was made for {plan.num_layers} layers but the model has {where.num_layers}",
+                          field="plan")
+    reasons: list[str] = []
+    for layer in plan.adapted_layers:
+        for spec in plan.methods(layer):
+            if spec.method in NO_PEFT_EQUIVALENT:
+                reasons.append(f"layer {layer}: {spec.method} has no peft equivalent")
+    families = sorted({s.method for specs in plan.layers.values() for s in specs} - NO_PEFT_EQUIVALENT)
+    if not plan.adapted_layers:
+        reasons.append("the plan adapts no layer")
+    if len(families) > 1:
+        names = " and ".join(_FAMILY[f] for f in families)
+        why = "use_dora applies to every module" if families == ["dora", "lora"] else "a peft adapter holds one method"
+        reasons.append(f"mixes {names}: {why}")
+    if reasons or not families:
+        return PeftExport(None, reasons)
+    family = families[0]
+    if family in ("lora", "dora"):
+        return _lora_config(plan, where, use_dora=family == "dora")
+    if family == "ia3":
+        return _ia3_config(plan, where)
+    return _prefix_config(plan, where)
+
+
+def _targets(plan: PeftPlan, where: _Where, what: str) -> tuple[list[_Target], list[str]]:
+    """One target per adapted module path; a fused projection must carry every part, from one spec."""
+    by_path: dict[str, list[tuple[Role, Any, int, int]]] = {}
+    for layer in plan.adapted_layers:
+        for spec in plan.methods(layer):
+            if not isinstance(spec, LoraSpec | IA3Spec):  # DoraSpec is a LoraSpec
+                continue
+            for role in spec.roles:
+                slot = where.arch.slot(role)
+                path = f"{where.layers_path}.{layer}.{slot.path}"
+                by_path.setdefault(path, []).append((role, spec, slot.part, slot.parts))
+    targets: list[_Target] = []
+    reasons: list[str] = []
+    for path, entries in by_path.items():
+        layer = int(path[len(where.layers_path) + 1:].split(".", 1)[0])
+        entries.sort(key=lambda e: e[2])
+        parts = entries[0][3]
+        specs = {id(e[1]) for e in entries}
+        if parts > 1 and (len(entries) != parts or len(specs) != 1):
+            roles = ", ".join(e[0].value for e in entries)
+            reasons.append(f"layer {layer}: {what} on part of the fused projection {path.rsplit('.', 2)[-2]}."
+                           f"{path.rsplit('.', 1)[-1]} ({roles}); peft adapts the whole projection, so it needs "
+                           "all its roles from one method entry")
+            continue
+        targets.append(_Target(path, layer, tuple(e[0] for e in entries), entries[0][1]))
+    return targets, reasons
+
+
+def _common(values: list[Any]) -> Any:
+    return Counter(values).most_common(1)[0][0]
+
+
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
+def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool) -> PeftExport:
+    from peft import LoraConfig
+
+    what = "DoRA" if use_dora else "LoRA"
+    targets, reasons = _targets(plan, where, what)
+    dropouts = sorted({t.spec.dropout for t in targets})
+    if len(dropouts) > 1:
+        reasons.append(f"{what} dropout differs between modules ({', '.join(map(str, dropouts))}); "
+                       "peft has one lora_dropout")
+    if reasons:
+        return PeftExport(None, reasons)
+    notes: list[str] = []
+    rslora = _common([t.spec.rslora for t in targets])
+    if len({t.spec.rslora for t in targets}) > 1:
+        rslora = False
+        notes.append("rsLoRA is on for only some modules: exported without use_rslora, alphas rescaled to match")
+    ranks: dict[str, int] = {}
+    alphas: dict[str, float | int] = {}
+    for t in targets:
+        spec: LoraSpec = t.spec
+        rank = spec.r * len(t.roles)
+        ranks[t.path] = rank
+        if rank == spec.r and spec.rslora == rslora:
+            alphas[t.path] = _number(spec.alpha)
+        else:  # same scaling as ours: peft scales by alpha / r (or / sqrt(r) with rsLoRA)
+            alphas[t.path] = _number(spec.scaling * (math.sqrt(rank) if rslora else rank))
+        if len(t.roles) > 1:
+            notes.append(f"{t.path}: {len(t.roles)} roles of a fused projection exported as one rank-{rank} "
+                         "LoRA (block-diagonal B: the same function; peft trains it as a dense rank-"
+                         f"{rank} update)")
+    r, alpha = _common(list(ranks.values())), _common(list(alphas.values()))
+    config = LoraConfig(
+        r=r, lora_alpha=alpha,
+        target_modules=sorted(ranks),
+        rank_pattern={re.escape(p): v for p, v in sorted(ranks.items()) if v != r},
+        alpha_pattern={re.escape(p): v for p, v in sorted(alphas.items()) if v != alpha},
+        lora_dropout=dropouts[0], use_rslora=rslora, use_dora=use_dora,
+        fan_in_fan_out=where.model_type in CONV1D_MODEL_TYPES,
+        task_type="SEQ_CLS", modules_to_save=list(where.heads),
+    )
+    return PeftExport(_jsonable(config.to_dict()), [], notes)
+
+
+def _ia3_config(plan: PeftPlan, where: _Where) -> PeftExport:
+    from peft import IA3Config
+
+    targets, reasons = _targets(plan, where, "IA3")
+    if reasons:
+        return PeftExport(None, reasons)
+    feedforward = sorted(t.path for t in targets if set(t.roles) & INPUT_SCALED_ROLES)
+    config = IA3Config(
+        target_modules=sorted(t.path for t in targets), feedforward_modules=feedforward,
+        fan_in_fan_out=where.model_type in CONV1D_MODEL_TYPES, task_type="SEQ_CLS",
+        modules_to_save=list(where.heads),
+    )
+    return PeftExport(_jsonable(config.to_dict()), [])
+
+
+def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
+    from peft import PrefixTuningConfig
+
+    specs: dict[int, PrefixSpec] = {
+        i: s for i in range(plan.num_layers) for s in plan.methods(i) if isinstance(s, PrefixSpec)
+    }
+    reasons: list[str] = []
+    missing = [i for i in range(plan.num_layers) if i not in specs]
+    if missing:
+        reasons.append(f"prefix in only some layers (none in {', '.join(map(str, missing))}); "
+                       "peft's prefix tuning covers every layer")
+    lengths = sorted({s.length for s in specs.values()})
+    if len(lengths) > 1:
+        reasons.append(f"prefix lengths differ between layers ({', '.join(map(str, lengths))}); "
+                       "peft has one num_virtual_tokens")
+    reparam = sorted(i for i, s in specs.items() if s.reparam)
+    if reparam:
+        reasons.append(f"layer {reparam[0]}: reparametrised prefix; peft's prefix_projection is one MLP shared "
+                       "by all layers")
+    if reasons:
+        return PeftExport(None, reasons)
+    config = PrefixTuningConfig(num_virtual_tokens=lengths[0], task_type="SEQ_CLS",
+                                modules_to_save=list(where.heads))
+    note = (f"peft passes the prefix as a cache, so the real tokens sit at positions {lengths[0]}.. in peft and "
+            "at 0.. in autopeft: with absolute position embeddings the outputs differ")
+    return PeftExport(_jsonable(config.to_dict()), [], [note])
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    """`peft`'s `to_dict` as `save_pretrained` writes it: sets as sorted lists, enums as their values."""
+    def default(value: Any) -> Any:
+        if isinstance(value, set | frozenset):
+            return sorted(value)
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    result: dict[str, Any] = json.loads(json.dumps(config, default=default))
+    return result
+
+
+# --- weights ---------------------------------------------------------------------------------------
+
+
+def save_peft_adapter(
+    model: nn.Module, plan: PeftPlan, out_dir: str | Path, *, arch: ArchitectureMap | None = None
+) -> PeftExport:
+    """Write `adapter_config.json` and `adapter_model.safetensors` for `model` (adapted by `plan`).
+
+    Writes nothing when `peft` cannot express the plan; the returned export says why.
+    """
+    from peft import get_peft_config
+    from safetensors.torch import save_file
+
+    export = to_peft_config(plan, model, arch=arch)
+    if export.config is None:
+        return export
+    peft_config = get_peft_config(dict(export.config))
+    tensors = _adapter_tensors(model, peft_config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(out / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    peft_config.save_pretrained(str(out))
+    return export
+
+
+def _adapter_tensors(model: nn.Module, peft_config: Any) -> dict[str, torch.Tensor]:
+    """`peft`'s state-dict keys (from a `peft` model on a `meta` skeleton), filled from our modules."""
+    from peft import get_peft_model, get_peft_model_state_dict
+
+    with torch.device("meta"):
+        skeleton = type(model)(model.config)
+    peft_model = get_peft_model(skeleton, peft_config)
+    prompt_encoder = getattr(peft_model, "prompt_encoder", None)
+    if isinstance(prompt_encoder, nn.Module):  # peft copies the prompt table out to save it: give it storage
+        prompt_encoder.to_empty(device="cpu")
+    wanted = get_peft_model_state_dict(peft_model)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, like in wanted.items():
+        name = key.removeprefix(_PEFT_PREFIX).removeprefix(_PEFT_PROMPT_PREFIX)
+        value = _prefix_table(model) if name == "prompt_embeddings" else _value_for(model, name)
+        if value.numel() != like.numel():
+            raise UnsupportedArchitectureError(f"{key}: peft expects shape {tuple(like.shape)}, "
+                                               f"autopeft has {tuple(value.shape)}")
+        tensors[key] = value.reshape(like.shape)
+    return tensors
+
+
+def _value_for(model: nn.Module, name: str) -> torch.Tensor:
+    """The tensor of ours behind one `peft` key (module path + `lora_A.weight`, `ia3_l`, ...)."""
+    for suffix in (".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector", ".ia3_l"):
+        if name.endswith(suffix):
+            linear = model.get_submodule(name.removesuffix(suffix))
+            if not isinstance(linear, AdaptedLinear):
+                raise UnsupportedArchitectureError(f"{name}: the module is not adapted by autopeft")
+            return _piece_value(linear, suffix)
+    return model.get_parameter(name)  # modules_to_save: the classifier head, trained in place
+
+
+def _piece_value(linear: AdaptedLinear, suffix: str) -> torch.Tensor:
+    if suffix == ".ia3_l":
+        inputs = [v for v in linear.input_transforms if isinstance(v, IA3Vector)]
+        vectors = inputs or sorted((v for v in linear.output_transforms if isinstance(v, IA3Vector)),
+                                   key=lambda v: v.span.start)
+        return torch.cat([v.vector for v in vectors])
+    deltas = sorted((d for d in linear.deltas if isinstance(d, LoraDelta)), key=lambda d: d.out_slice.start)
+    if suffix == ".lora_A.weight":
+        return torch.cat([d.lora_A for d in deltas])
+    if suffix == ".lora_magnitude_vector":
+        return torch.cat([d.magnitude for d in deltas if isinstance(d, DoraDelta)])
+    # Block-diagonal B for a fused projection: its deltas come from one spec, so they share peft's scaling.
+    b = deltas[0].lora_B.new_zeros(sum(d.lora_B.shape[0] for d in deltas), sum(d.r for d in deltas))
+    row = col = 0
+    for d in deltas:
+        b[row:row + d.lora_B.shape[0], col:col + d.r] = d.lora_B
+        row, col = row + d.lora_B.shape[0], col + d.r
+    return b
+
+
+def _prefix_table(model: nn.Module) -> torch.Tensor:
+    """`peft`'s prompt table `(length, layers * 2 * kv_heads * head_dim)`: per token, per layer [keys, values]."""
+    prefixes = [m for m in model.modules() if isinstance(m, PrefixKV)]
+    parts: list[torch.Tensor] = []
+    for prefix in prefixes:
+        key, value = prefix()
+        parts += [key, value]
+    stacked = torch.stack(parts)  # (2 * layers, kv_heads, length, head_dim)
+    return stacked.permute(2, 0, 1, 3).reshape(stacked.shape[2], -1)
