@@ -1,0 +1,6 @@
+"""Search spaces: parameters (global and per layer), conditions, and the plan template they fill."""
+
+from autopeft.space.params import Condition, Param
+from autopeft.space.space import TRAINING_KEYS, Constraint, PlanEntry, SearchSpace, load_space
+
+__all__ = ["TRAINING_KEYS", "Condition", "Constraint", "Param", "PlanEntry", "SearchSpace", "load_space"]

@@ -1,0 +1,182 @@
+"""`SearchSpace`: global and per-layer parameters, and the plan template they fill.
+
+A configuration is a flat mapping of parameter names to values: global (training) parameters by
+name (`learning_rate`), per-layer ones as `layer_<i>.<name>` for each searched layer. `compile`
+turns a configuration into a `TrialConfig` (a PEFT plan plus training settings) that the trial job
+runs; the plan template says, per layer, which methods apply and where their sizes come from
+(`$name` refers to a parameter), each entry under an optional `when`.
+
+    training: {learning_rate: {float: [1.0e-4, 1.0e-2], log: true}}
+    layers:
+      method: {choices: [none, lora, dora]}
+      rank: {int: [2, 16], log: true, when: {method: [lora, dora]}}
+    plan:
+      - {method: $method, r: $rank, roles: [query, value], when: {method: [lora, dora]}}
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from autopeft.errors import ConfigError
+from autopeft.space.params import Condition, Param, parse_conditions
+
+#: Training settings a space may search (the fields of `TrialConfig` besides the plan).
+TRAINING_KEYS = ("learning_rate", "lr_schedule", "warmup_ratio")
+
+
+class PlanEntry(BaseModel):
+    """One method of the plan template: fields (values or `$param` references) and when it applies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: dict[str, Any]
+    when: tuple[Condition, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "fields" not in data:
+            data = dict(data)
+            when = parse_conditions(data.pop("when", None))
+            if "method" not in data:
+                raise ValueError("a plan entry needs `method` (a method name or a $parameter)")
+            return {"fields": data, "when": when}
+        return data
+
+    def references(self) -> set[str]:
+        return {v[1:] for v in self.fields.values() if _is_ref(v)} | {c.param for c in self.when}
+
+
+class Constraint(BaseModel):
+    """A named limit a configuration must respect (checked on its exact trainable count)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    max_trainable_share: float | None = Field(default=None, gt=0, le=1)
+    max_trainable_params: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Constraint:
+        if (self.max_trainable_share is None) == (self.max_trainable_params is None):
+            raise ValueError("give exactly one of: max_trainable_share, max_trainable_params")
+        return self
+
+    def allows(self, trainable_params: int, trainable_share: float) -> bool:
+        if self.max_trainable_share is not None:
+            return trainable_share <= self.max_trainable_share
+        return trainable_params <= (self.max_trainable_params or 0)
+
+
+class SearchSpace(BaseModel):
+    """A joint space over adapter type, placement, size and learning rate; model-agnostic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    training: dict[str, Param] = Field(default_factory=dict, description=f"Any of: {', '.join(TRAINING_KEYS)}.")
+    layers: dict[str, Param] = Field(default_factory=dict, description="Per-layer parameters.")
+    searched_layers: str | int = Field(default="all", description="Layers that get the per-layer parameters.")
+    plan: tuple[PlanEntry, ...] = Field(min_length=1, description="Plan template applied to each searched layer.")
+    constraints: tuple[Constraint, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> SearchSpace:
+        unknown = sorted(set(self.training) - set(TRAINING_KEYS))
+        if unknown:
+            raise ValueError(f"training.{unknown[0]} cannot be searched; accepted: {', '.join(TRAINING_KEYS)}")
+        clash = sorted(set(self.training) & set(self.layers))
+        if clash:
+            raise ValueError(f"{clash[0]!r} is both a training and a per-layer parameter")
+        for group, params in (("training", self.training), ("layers", self.layers)):
+            for name, param in params.items():
+                for cond in param.when:
+                    if cond.param not in params:
+                        raise ValueError(f"{group}.{name}.when: {cond.param!r} is not a {group} parameter")
+        known = set(self.training) | set(self.layers)
+        for i, entry in enumerate(self.plan):
+            missing = sorted(entry.references() - known)
+            if missing:
+                raise ValueError(f"plan.{i}: ${missing[0]} is not a parameter; known: {', '.join(sorted(known))}")
+        return self
+
+    # -- expansion ----------------------------------------------------------------------------------
+    def layer_indices(self, num_layers: int) -> list[int]:
+        from autopeft.peft.plan import parse_layer_selector
+
+        return parse_layer_selector(self.searched_layers, num_layers, field="searched_layers")
+
+    def dimensions(self, num_layers: int) -> dict[str, Param]:
+        """Every parameter of the space for a model with `num_layers` layers, in a fixed order."""
+        dims = dict(self.training)
+        for i in self.layer_indices(num_layers):
+            for name, param in self.layers.items():
+                when = tuple(c.model_copy(update={"param": f"layer_{i}.{c.param}"}) for c in param.when)
+                dims[f"layer_{i}.{name}"] = param.model_copy(update={"when": when})
+        return dims
+
+    def sample(self, num_layers: int, rng: random.Random) -> dict[str, Any]:
+        """A uniformly random configuration (log-uniform on log ranges); inactive parameters absent."""
+        config: dict[str, Any] = {}
+        for name, param in self.dimensions(num_layers).items():
+            if param.active(config):
+                config[name] = _draw(param, rng)
+        return config
+
+    # -- compilation --------------------------------------------------------------------------------
+    def compile(self, config: Mapping[str, Any], num_layers: int, *, source: str | None = None) -> Any:
+        """The `TrialConfig` (plan + training settings) of a configuration; checks every value."""
+        from autopeft.train.recipe import TrialConfig
+
+        dims = self.dimensions(num_layers)
+        for name, param in dims.items():
+            if param.active(config):
+                if name not in config:
+                    raise ConfigError("missing from the configuration", source=source, field=name)
+                if not param.contains(config[name]):
+                    raise ConfigError(f"{config[name]!r} is not {param.describe()}", source=source, field=name)
+        unknown = sorted(set(config) - set(dims))
+        if unknown:
+            raise ConfigError("is not a parameter of this space", source=source, field=unknown[0])
+        training = {k: config[k] for k in self.training if k in config}
+        plan: dict[str, list[dict[str, Any]]] = {}
+        for i in self.layer_indices(num_layers):
+            local = {name: config[f"layer_{i}.{name}"] for name in self.layers if f"layer_{i}.{name}" in config}
+            values = {**training, **local}
+            for entry in self.plan:
+                if all(c.param in values and c.holds(values[c.param]) for c in entry.when):
+                    method = {k: values[v[1:]] if _is_ref(v) else v for k, v in entry.fields.items()}
+                    if method.get("method") not in (None, "none"):
+                        plan.setdefault(str(i), []).append(method)
+        return TrialConfig.model_validate({"plan": plan, **training})
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("$") and len(value) > 1
+
+
+def _draw(param: Param, rng: random.Random) -> Any:
+    import math
+
+    if param.choices is not None:
+        return rng.choice(param.choices)
+    low, high = param.int_range or param.float_range  # type: ignore[misc]
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if param.log else rng.uniform(low, high)
+    if param.int_range is not None:
+        return min(high, max(low, round(value)))
+    return value
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML; errors name the file and the field path."""
+    from autopeft.yamlio import read_yaml, validate
+
+    path = Path(path)
+    return validate(SearchSpace, read_yaml(path), source=str(path))
