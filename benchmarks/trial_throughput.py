@@ -83,7 +83,7 @@ def run_ours(case: str, steps: int, data_dir: Path, *, fused: bool, count_flops:
 
     session = TrainingSession(_recipe(data_dir, steps, fused=fused), TrialConfig(plan=_plan(case)))
     split = session.splits["train"]
-    tokens = _tokens_seen(split.lengths, steps, lambda s: session._batches.batch(s))
+    tokens = _tokens_seen(split.lengths, steps, lambda s: session.batches.batch(s))
     with _flops(count_flops) as counter:
         seconds = session.train_until(steps)
     dev = session.evaluate("dev")

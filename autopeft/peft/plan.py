@@ -7,12 +7,13 @@ count and checks that it fits (layers in range, no two low-rank updates on one p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from autopeft.errors import ConfigError
+from autopeft.layer_selectors import parse_layer_selector
 from autopeft.peft.bottleneck.config import ParallelAdapterSpec, SerialAdapterSpec
 from autopeft.peft.ia3.config import IA3Spec
 from autopeft.peft.lora.config import DoraSpec, LoraSpec
@@ -99,42 +100,6 @@ class PeftPlan(BaseModel):
                 if counts.get(method, 0) > 1:
                     raise ConfigError(f"{method} appears {counts[method]} times; at most once per layer",
                                       source=source, field=where)
-
-
-def parse_layer_selector(
-    selector: Any, num_layers: int, *, source: str | None = None, field: str = "plan"
-) -> list[int]:
-    """`all`, an index, `a-b` (inclusive), or a comma list of those, to sorted layer indices."""
-    accepted = f"'all', an index 0-{num_layers - 1}, a range like '0-2', or a comma list"
-    if isinstance(selector, int) and not isinstance(selector, bool):
-        parts: Iterable[str] = [str(selector)]
-    elif isinstance(selector, str):
-        parts = [p.strip() for p in selector.split(",")]
-    else:
-        raise ConfigError(f"layer selector {selector!r} is not valid; accepted: {accepted}",
-                          source=source, field=field)
-    indices: set[int] = set()
-    for part in parts:
-        try:
-            if part == "all":
-                indices.update(range(num_layers))
-            elif "-" in part.lstrip("-"):
-                lo, hi = (int(p) for p in part.split("-", 1))
-                if lo > hi:
-                    raise ValueError
-                indices.update(range(lo, hi + 1))
-            else:
-                indices.add(int(part))
-        except ValueError:
-            raise ConfigError(f"layer selector {part!r} is not valid; accepted: {accepted}",
-                              source=source, field=field) from None
-    bad = sorted(i for i in indices if not 0 <= i < num_layers)
-    if bad:
-        raise ConfigError(
-            f"layer {bad[0]} is out of range; the model has layers 0-{num_layers - 1}",
-            source=source, field=field,
-        )
-    return sorted(indices)
 
 
 def check_methods(raw: Any, *, source: str | None = None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autopeft.errors import ConfigError
+from autopeft.layer_selectors import parse_layer_selector
 from autopeft.space.params import Condition, Param, parse_conditions
 
 #: Training settings a space may search (the fields of `TrialConfig` besides the plan).
@@ -109,8 +110,6 @@ class SearchSpace(BaseModel):
 
     # -- expansion ----------------------------------------------------------------------------------
     def layer_indices(self, num_layers: int) -> list[int]:
-        from autopeft.peft.plan import parse_layer_selector
-
         return parse_layer_selector(self.searched_layers, num_layers, field="searched_layers")
 
     def dimensions(self, num_layers: int) -> dict[str, Param]:

@@ -97,7 +97,7 @@ class TrainingSession:
         self.step = 0
         self.losses: list[float] = []
         self.failure: str | None = None
-        self._batches = _train_batches(self.splits["train"], self.training)
+        self.batches = _train_batches(self.splits["train"], self.training)
 
     @property
     def has_dev(self) -> bool:
@@ -109,7 +109,7 @@ class TrainingSession:
         model.train()
         started = time.perf_counter()
         while self.step < stop:
-            indices = self._batches.batch(self.step)
+            indices = self.batches.batch(self.step)
             batch = self._to_device(batching.collate(split, indices, self.tokenizer.pad_token_id))
             if self.frozen is not None:
                 self.frozen.before_batch([("train", i) for i in indices], [len(split.input_ids[i]) for i in indices])

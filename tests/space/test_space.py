@@ -118,3 +118,16 @@ def test_constraints_check_the_trainable_share() -> None:
     space = load_space(next(p for p in SPACES if p.stem == "lora"))
     (limit,) = space.constraints
     assert limit.allows(100, 0.01) and not limit.allows(100, 0.03)
+
+
+def test_expanding_and_sampling_a_space_imports_no_torch() -> None:
+    """Samplers expand spaces in the study loop, which must stay plain Python (DESIGN.md)."""
+    import subprocess
+    import sys
+
+    code = ("import random, sys; from autopeft.space import load_space; "
+            "s = load_space('search_spaces/mixed.yaml'); s.sample(6, random.Random(0)); "
+            "print('torch' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
