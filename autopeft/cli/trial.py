@@ -1,53 +1,21 @@
-"""The `autopeft` command line: a thin Typer layer over the Python API.
-
-Every `AutopeftError` becomes one line on stderr and exit code 2, here and nowhere else.
-"""
+"""`autopeft trial run`: train one configuration to a fidelity and print its score and costs."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
-from autopeft.errors import AutopeftError
+from autopeft.cli.app import app, console, progress_bar
 
 if TYPE_CHECKING:
     from autopeft.train.result import TrialResult
 
-err_console = Console(stderr=True)
-console = Console()
-
-
-class _OneLineErrors(TyperGroup):
-    """Root group: any `AutopeftError` from any command becomes one stderr line and exit code 2."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AutopeftError as err:
-            err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-
-app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False,
-                  help="Search PEFT configurations.")
 trial_app = typer.Typer(no_args_is_help=True, help="Train and evaluate one configuration.")
 app.add_typer(trial_app, name="trial")
-
-
-@app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs.")] = False) -> None:
-    """autopeft: which adapter, where, how large."""
-    from autopeft.train.model import quiet_transformers
-
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    quiet_transformers(verbose)
 
 
 @trial_app.command("run")
@@ -64,7 +32,7 @@ def trial_run(
     from autopeft.train.recipe import load_config, load_recipe
 
     job = TrialJob(load_recipe(trial), load_config(config), trial_dir=trial_dir, config_source=str(config))
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         result = job.run(fidelity, evaluate_dev=dev, progress=progress)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -72,17 +40,6 @@ def trial_run(
         console.print(_result_table(result))
     if result.status.value == "failed":
         raise typer.Exit(1)
-
-
-def _progress(enabled: bool) -> Any:
-    from contextlib import nullcontext
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    if not enabled:
-        return nullcontext(None)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=True)
 
 
 def _result_table(result: TrialResult) -> Table:
@@ -102,8 +59,3 @@ def _result_table(result: TrialResult) -> Table:
             value = ", ".join(f"{k}={v:.4f}" for k, v in value.items())
         table.add_row(key, str(value))
     return table
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
