@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.store_fixtures import store_url  # noqa: F401 - a fixture shared by store, engine and CLI tests
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -1,1 +1,249 @@
-"""placeholder"""
+"""`autopeft study run | resume | list | show | delete`: launch studies and look after them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from autopeft.cli.app import app, console, err_console
+from autopeft.engine.strategy import DEFAULT_STRATEGY, STRATEGIES
+from autopeft.errors import ConfigError
+from autopeft.store import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from autopeft.engine.loop import Budget, StudySummary
+    from autopeft.store import Store
+
+study_app = typer.Typer(no_args_is_help=True, help="Run, resume and manage studies.")
+app.add_typer(study_app, name="study")
+
+STORAGE_ENV = "AUTOPEFT_STORAGE"
+Storage = Annotated[str, typer.Option("--storage", envvar=STORAGE_ENV,
+                                      help="Store URL: sqlite:///FILE (default) or postgresql+psycopg://...")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training budget in full-fidelity trials.")]
+MaxTime = Annotated[str | None, typer.Option("--max-time", help="Wall-time limit: 90s, 30m, 2h (or seconds).")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Trials run in parallel (local process pool).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No live display; print the front at the end.")]
+Executor = Annotated[str, typer.Option("--executor", help="local (process pool) or inprocess (debugging).")]
+RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
+                                              "beside the SQLite file).")]
+
+
+def parse_duration(text: str | None) -> float | None:
+    """`90`, `90s`, `30m`, `2h` -> seconds."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"{text!r} is not a duration; accepted: a positive number with s, m or h", field="max-time")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _budget(budget: float | None, max_time: str | None) -> Budget:
+    from autopeft.engine.loop import Budget
+
+    return Budget(trials=budget, seconds=parse_duration(max_time))
+
+
+def _display(quiet: bool) -> Any:
+    from autopeft.engine.progress import LiveDisplay, NullDisplay
+
+    return NullDisplay() if quiet or not err_console.is_terminal else LiveDisplay(err_console)
+
+
+def _print_summary(summary: StudySummary, storage: str) -> None:
+    from autopeft.engine.progress import front_table
+
+    console.print(front_table(summary.front, limit=None, title=f"Pareto front of {summary.name}"))
+    c = summary.counts
+    console.print(f"study {summary.name}: {summary.status.value} · {c['complete']} complete, {c['pruned']} pruned, "
+                  f"{c['failed']} failed · budget used {summary.budget_used:.2f} full trials · "
+                  f"{summary.seconds:.0f} s")
+    if summary.status.value == "paused":
+        console.print(f"resume with: autopeft study resume {summary.name} --storage {storage}")
+    elif summary.front.entries:
+        console.print(f"next: autopeft export {summary.name} --out exported/ --storage {storage}")
+
+
+@study_app.command("run")
+def study_run(
+    space: Annotated[Path, typer.Option("--space", help="Search space YAML (search_spaces/*.yaml).")],
+    trial: Annotated[Path, typer.Option("--trial", help="Trial recipe YAML (trials/*.yaml).")],
+    name: Annotated[str | None, typer.Option("--name", help="Study name (default: recipe-space-time).")] = None,
+    storage: Storage = DEFAULT_URL,
+    strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
+    budget: BudgetOpt = 10.0,
+    max_time: MaxTime = None,
+    workers: Workers = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler and the scheduler.")] = 0,
+    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated: score, trainable_params, "
+                                            "train_seconds, peak_memory_mb.")] = "score,trainable_params",
+    eta: Annotated[float, typer.Option("--eta", help="Hyperband reduction factor.")] = 3.0,
+    executor: Executor = "local",
+    runs_dir: RunsDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Create a study and run it until the budget is spent, showing the front as it grows."""
+    from autopeft.engine.study import new_study, run_study
+    from autopeft.store import Store
+
+    for path, field in ((space, "--space"), (trial, "--trial")):
+        if not path.is_file():
+            raise ConfigError(f"no such file: {path}", field=field)
+    names = tuple(n.strip() for n in objectives.split(",") if n.strip())
+    limits = _budget(budget, max_time)
+    store = Store(storage)
+    study_name, _ = new_study(store, space, trial, name=name, strategy=strategy, seed=seed, objectives=names,
+                              eta=eta, budget=budget)
+    err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
+                      f"store {storage}", highlight=False)
+    summary = run_study(store, study_name, budget=limits, workers=workers, executor=executor, runs_dir=runs_dir,
+                        display=_display(quiet))
+    _print_summary(summary, storage)
+
+
+@study_app.command("resume")
+def study_resume(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Storage = DEFAULT_URL,
+    budget: Annotated[float | None, typer.Option("--budget", help="Total budget of the study in full-fidelity "
+                                                 "trials (default: the one it was created with).")] = None,
+    max_time: MaxTime = None,
+    workers: Workers = 1,
+    executor: Executor = "local",
+    runs_dir: RunsDir = None,
+    force: Annotated[bool, typer.Option("--force", help="Resume a study marked running (its process died).")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
+    from autopeft.cli.results import open_store
+    from autopeft.engine.study import run_study
+
+    store = open_store(storage)
+    _require(store, name)
+    summary = run_study(store, name, budget=_budget(budget, max_time), workers=workers, executor=executor,
+                        runs_dir=runs_dir, display=_display(quiet), resume=True, force=force)
+    _print_summary(summary, storage)
+
+
+@study_app.command("list")
+def study_list(
+    storage: Storage = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every study in the store, with its status, trial counts and best score."""
+    from autopeft.cli.results import open_store
+
+    store = open_store(storage)
+    rows = [_overview(store, record.name) for record in store.list_studies()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"no studies in {storage}")
+        return
+    table = Table(title=f"studies in {storage}", title_justify="left")
+    for column in ("name", "strategy", "status", "trials", "complete", "failed", "best score", "front", "created"):
+        table.add_column(column, justify="right" if column in ("trials", "complete", "failed", "front") else "left")
+    for r in rows:
+        best = "" if r["best_score"] is None else f"{r['best_score']:.4f}"
+        table.add_row(r["name"], r["strategy"], r["status"], str(r["trials"]), str(r["complete"]), str(r["failed"]),
+                      best, str(r["front_size"]), r["created"][:16].replace("T", " "))
+    console.print(table)
+
+
+def _overview(store: Store, name: str) -> dict[str, Any]:
+    from autopeft.engine.front import study_front
+
+    record = store.get_study(name)
+    counts = store.trial_counts(name)
+    front = study_front(store, name)
+    return {"name": name, "strategy": record.strategy, "status": record.status.value,
+            "trials": sum(counts.values()), "complete": _count(counts, "complete"), "failed": _count(counts, "failed"),
+            "best_score": max((e.objectives["score"] for e in front.completed), default=None),
+            "front_size": len(front.entries), "hypervolume": front.hypervolume,
+            "created": record.created_at.isoformat(), "updated": record.updated_at.isoformat()}
+
+
+def _count(counts: dict[Any, int], status: str) -> int:
+    return sum(n for s, n in counts.items() if s.value == status)
+
+
+def _require(store: Store, name: str) -> None:
+    from autopeft.store import NotFoundError
+
+    names = [s.name for s in store.list_studies()]
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise NotFoundError(f"no study {name!r} in {store}; studies: {known}")
+
+
+@study_app.command("show")
+def study_show(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Storage = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A study's definition, progress and current front."""
+    from autopeft.cli.results import open_store
+    from autopeft.engine.definition import StudyDefinition
+    from autopeft.engine.front import study_front
+    from autopeft.engine.progress import front_table
+
+    store = open_store(storage)
+    _require(store, name)
+    record = store.get_study(name)
+    definition = StudyDefinition.from_record(record)
+    overview = _overview(store, name)
+    used = _budget_used(store, name, definition.max_fidelity)
+    details = {**overview, "space": definition.space_path, "recipe": definition.recipe_path, "seed": record.seed,
+               "objectives": definition.objectives_json(), "options": dict(definition.options),
+               "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()}}
+    if as_json:
+        typer.echo(json.dumps(details, indent=2, default=str))
+        return
+    table = Table(show_header=False, title=f"study {name}", title_justify="left")
+    for key in ("status", "strategy", "seed", "space", "recipe", "created", "updated"):
+        table.add_row(key, str(details[key]))
+    table.add_row("objectives", ", ".join(f"{o['name']} ({o['direction']}, ref {o['reference']:g})"
+                                          for o in details["objectives"]))
+    table.add_row("trials", ", ".join(f"{n} {s}" for s, n in details["counts"].items() if n))
+    budget = definition.options.get("budget")
+    table.add_row("budget used", f"{used:.2f}" + (f" of {budget:g}" if budget else "") + " full trials")
+    console.print(table)
+    console.print(front_table(study_front(store, name), limit=None))
+
+
+def _budget_used(store: Store, name: str, max_fidelity: int) -> float:
+    reached: dict[int, int] = {}
+    for result in store.results(name):
+        reached[result.trial_number] = max(reached.get(result.trial_number, 0), result.fidelity)
+    return sum(reached.values()) / max_fidelity
+
+
+@study_app.command("delete")
+def study_delete(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Storage = DEFAULT_URL,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Delete a study, its trials and results, and its trial checkpoints."""
+    from autopeft.cli.results import open_store
+    from autopeft.engine.study import runs_dir_for
+
+    store = open_store(storage)
+    _require(store, name)
+    if not yes and not typer.confirm(f"delete study {name!r} and its trials?", err=True):
+        raise typer.Exit(1)
+    store.delete_study(name)
+    folder = (runs_dir or runs_dir_for(storage)) / name
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    console.print(f"deleted study {name}")

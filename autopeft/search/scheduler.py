@@ -68,6 +68,26 @@ class Suggestion:
     resume_from: int | None = None
 
 
+class TrialState(str, enum.Enum):
+    """A stored trial's state as `Scheduler.restore` reads it (the store's statuses, folded)."""
+
+    RUNNING = "running"  # was in flight when the study stopped: it runs again towards its target
+    PAUSED = "paused"  # stopped at a rung; may still be promoted
+    FINISHED = "finished"  # complete or pruned: never runs again
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RestoredTrial:
+    """What `Scheduler.restore` needs of one stored trial; ``results`` are (fidelity, objectives) in arrival order."""
+
+    trial_id: int
+    config: Mapping[str, Any]
+    state: TrialState
+    bracket: int | None = None
+    results: Sequence[tuple[int, Mapping[str, float]]] = ()
+
+
 class Ranking(Protocol):
     """Picks the results that move on from a rung; `ParetoRanking` is the one we ship."""
 
@@ -124,6 +144,14 @@ class Scheduler(abc.ABC):
 
     def on_trial_error(self, trial_id: int) -> None:  # noqa: B027 - a hook, safe to ignore
         """A trial failed; by default nothing changes."""
+
+    @abc.abstractmethod
+    def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
+        """Rebuild the state of a fresh scheduler from stored trials (ids 0..n-1, in order).
+
+        Returns the work that was in flight when the study stopped, to be run again: each such trial
+        continues towards the fidelity it was training to, from its last checkpoint.
+        """
 
 
 class _Status(enum.Enum):
@@ -318,6 +346,55 @@ class MultiObjectiveHyperband(Scheduler):
             raise KeyError(f"unknown trial {trial_id}")
         self._book.trials[trial_id].status = _Status.FAILED
 
+    def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
+        """Rungs, promotions and statuses from stored trials; the bracket draws continue from a fresh seed.
+
+        A trial's bracket is the stored one, or the rung of its first result; a trial with neither
+        (it had not reported yet) is re-assigned one. Rung populations are filled in the order the
+        results arrived, so the promotion quota and ranking see what they saw before the stop.
+        """
+        if self._book.trials:
+            raise RuntimeError("restore() needs a fresh scheduler")
+        arrivals: list[tuple[int, int, int, dict[str, float]]] = []  # (order, trial, rung, values)
+        resubmit: list[Suggestion] = []
+        names = [o.name for o in self.objectives]
+        for expected, stored in enumerate(sorted(trials, key=lambda t: t.trial_id)):
+            if stored.trial_id != expected:
+                raise ValueError(f"stored trial ids must be 0..n-1; trial {expected} is missing")
+            reached = [current_rung(f, self.levels) for f, _ in stored.results]
+            bracket = stored.bracket if stored.bracket is not None else min(reached, default=None)
+            if bracket is None:
+                bracket = self._next_bracket()
+            top = max(reached, default=-1)
+            target = self.levels[bracket] if top < bracket else self.levels[min(top + 1, len(self.levels) - 1)]
+            trial = _Trial(config=dict(stored.config), bracket=bracket, target=target)
+            self._book.trials[stored.trial_id] = trial
+            for (fidelity, values), rung in zip(stored.results, reached, strict=True):
+                clean = _clean(values, names, stored.trial_id)
+                if clean is not None and rung >= bracket and fidelity == self.levels[rung]:
+                    trial.reported[fidelity] = clean
+                    arrivals.append((len(arrivals), stored.trial_id, rung, clean))
+            # Promoted from every rung below the one it trains towards (or reached).
+            for rung in range(bracket, current_rung(target, self.levels)):
+                if rung < top or stored.state is TrialState.RUNNING:
+                    self._promoted.setdefault((bracket, rung), set()).add(stored.trial_id)
+            trial.status = {TrialState.PAUSED: _Status.PAUSED, TrialState.FINISHED: _Status.DONE,
+                            TrialState.FAILED: _Status.FAILED, TrialState.RUNNING: _Status.RUNNING}[stored.state]
+            if stored.state is TrialState.PAUSED and top >= len(self.levels) - 1:
+                trial.status = _Status.DONE
+            if trial.status is _Status.RUNNING:
+                if target in trial.reported:  # it reported its target before the stop: nothing to redo
+                    trial.status = _Status.DONE if target >= self.max_fidelity else _Status.PAUSED
+                    continue
+                start = top >= bracket
+                resubmit.append(Suggestion(SuggestionKind.RESUME if start else SuggestionKind.START,
+                                           stored.trial_id, dict(trial.config), target, bracket,
+                                           current_rung(target, self.levels),
+                                           self.levels[top] if start else None))
+        for _, tid, rung, values in arrivals:
+            self._rungs.setdefault((self._book.trials[tid].bracket, rung), {})[tid] = values
+        return resubmit
+
 
 class MultiObjectiveASHA(MultiObjectiveHyperband):
     """Asynchronous successive halving (promotion type) with multi-objective promotion: one bracket.
@@ -398,3 +475,27 @@ class FullFidelity(Scheduler):
         if trial_id not in self._book.trials:
             raise KeyError(f"unknown trial {trial_id}")
         self._book.trials[trial_id].status = _Status.FAILED
+
+    def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
+        """Statuses from stored trials; trials that were running start again from their checkpoint."""
+        if self._book.trials:
+            raise RuntimeError("restore() needs a fresh scheduler")
+        resubmit = []
+        for expected, stored in enumerate(sorted(trials, key=lambda t: t.trial_id)):
+            if stored.trial_id != expected:
+                raise ValueError(f"stored trial ids must be 0..n-1; trial {expected} is missing")
+            trial = _Trial(config=dict(stored.config), bracket=0, target=self.max_fidelity)
+            trial.reported = {f: dict(v) for f, v in stored.results}
+            self._book.trials[stored.trial_id] = trial
+            done = self.max_fidelity in trial.reported
+            if stored.state is TrialState.FAILED:
+                trial.status = _Status.FAILED
+            elif done or stored.state is TrialState.FINISHED:
+                trial.status = _Status.DONE
+            else:  # running, or paused (a full-fidelity study never pauses, but a crash may leave one)
+                trial.status = _Status.RUNNING
+                reached = max(trial.reported, default=None)
+                kind = SuggestionKind.START if reached is None else SuggestionKind.RESUME
+                resubmit.append(Suggestion(kind, stored.trial_id, dict(trial.config), self.max_fidelity,
+                                           resume_from=reached))
+        return resubmit

@@ -86,6 +86,7 @@ class Trial(Base):
     status: Mapped[TrialStatus] = mapped_column(_status(TrialStatus, "trial_status"), default=TrialStatus.WAITING)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bracket: Mapped[int | None] = mapped_column(Integer, nullable=True)  # Hyperband bracket, for resuming
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

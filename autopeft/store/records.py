@@ -49,6 +49,7 @@ class TrialRecord:
     status: TrialStatus
     error: str | None
     worker: str | None
+    bracket: int | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -56,7 +57,7 @@ class TrialRecord:
     @classmethod
     def from_row(cls, row: Trial) -> TrialRecord:
         return cls(id=row.id, study_id=row.study_id, number=row.number, config=row.config, plan=row.plan,
-                   status=TrialStatus(row.status), error=row.error, worker=row.worker,
+                   status=TrialStatus(row.status), error=row.error, worker=row.worker, bracket=row.bracket,
                    created_at=_utc(row.created_at) or row.created_at, started_at=_utc(row.started_at),
                    finished_at=_utc(row.finished_at))
 

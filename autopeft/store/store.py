@@ -228,13 +228,13 @@ class Store:
 
     # -- trials ----------------------------------------------------------------------------------------
 
-    def create_trial(self, study: str, config: Any, plan: Any = None) -> TrialRecord:
+    def create_trial(self, study: str, config: Any, plan: Any = None, *, bracket: int | None = None) -> TrialRecord:
         """Add a waiting trial numbered max(number) + 1 under the study lock (see the module docstring)."""
         with self._session(write=True) as session:
             study_id = self._study_row(session, study, lock=True).id
             number = session.scalar(
                 select(func.coalesce(func.max(Trial.number) + 1, 0)).where(Trial.study_id == study_id))
-            row = Trial(study_id=study_id, number=int(number or 0), config=config, plan=plan,
+            row = Trial(study_id=study_id, number=int(number or 0), config=config, plan=plan, bracket=bracket,
                         status=TrialStatus.WAITING, created_at=utcnow())
             session.add(row)
             session.flush()

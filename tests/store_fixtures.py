@@ -1,4 +1,4 @@
-"""Store fixtures: every contract test runs on a fresh SQLite file and, when reachable, on PostgreSQL.
+"""The `store_url` fixture: every store-backed test runs on a fresh SQLite file and, when reachable, on PostgreSQL.
 
 PostgreSQL tests each get their own schema (through `search_path` in the URL), dropped afterwards, so
 they never see each other's studies or leave tables behind.

@@ -1,0 +1,310 @@
+"""The study loop: ask the scheduler for work, run it on an executor, record every result as it arrives.
+
+    scheduler.suggest() -> Suggestion --(compile, create trial row)--> executor.submit(runner, task)
+          ^                                                                        |
+          +---- on_trial_result / on_trial_error <--- record in the store <--------+
+
+The store is written before the scheduler hears of a result, so a crash at any point loses at most
+the jobs that were running; `StudyLoop.run(resume=True)` rebuilds the scheduler from the store and
+runs those jobs again from their last checkpoint. The budget counts training in full-fidelity trial
+equivalents (a job from fidelity a to b costs (b - a) / max), plus an optional wall-time limit; the
+loop stops starting work when either is spent and lets running jobs finish, so the last job may
+overshoot the budget by less than one full trial. Failed jobs cost nothing: the budget measures the
+training that produced results, which is also what a resumed study can count from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autopeft.engine.definition import StudyDefinition
+from autopeft.engine.executors import Executor, Runner
+from autopeft.engine.front import Front, FrontEntry, compute_front
+from autopeft.engine.progress import Display, NullDisplay, StudyProgress
+from autopeft.engine.strategy import ProposalQueue
+from autopeft.engine.task import OK, TrialOutcome, TrialTask
+from autopeft.errors import AutopeftError
+from autopeft.search.history import History, Observation
+from autopeft.search.samplers.base import Sampler
+from autopeft.search.scheduler import Decision, RestoredTrial, Scheduler, Suggestion, TrialState
+from autopeft.store import Store, StudyStatus, TrialRecord, TrialStatus
+
+log = logging.getLogger(__name__)
+
+#: Turns a configuration into the compiled `TrialConfig` mapping the worker trains (raises `AutopeftError`).
+Compile = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
+
+_STORE_TO_STATE = {
+    TrialStatus.WAITING: TrialState.RUNNING,
+    TrialStatus.RUNNING: TrialState.RUNNING,
+    TrialStatus.PAUSED: TrialState.PAUSED,
+    TrialStatus.COMPLETE: TrialState.FINISHED,
+    TrialStatus.PRUNED: TrialState.FINISHED,
+    TrialStatus.FAILED: TrialState.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a run of the loop may spend: full-fidelity trial equivalents and/or seconds."""
+
+    trials: float | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        from autopeft.errors import ConfigError
+
+        if self.trials is not None and self.trials <= 0:
+            raise ConfigError(f"must be > 0, got {self.trials}", field="budget")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ConfigError(f"must be > 0, got {self.seconds}", field="max_time")
+
+
+@dataclass
+class _Running:
+    suggestion: Suggestion
+    trial: TrialRecord
+    cost: float
+
+
+@dataclass
+class StudySummary:
+    """What a run of the loop did, for the CLI's closing lines."""
+
+    name: str
+    status: StudyStatus
+    counts: dict[str, int]
+    budget_used: float
+    seconds: float
+    front: Front
+
+
+@dataclass
+class _Mirror:
+    """The loop's in-memory view of the study (the store holds the same; this saves queries)."""
+
+    observations: list[Observation] = field(default_factory=list)
+    failed: list[Mapping[str, Any]] = field(default_factory=list)
+    completed: list[FrontEntry] = field(default_factory=list)
+    status: dict[int, TrialStatus] = field(default_factory=dict)  # by trial number
+    used: float = 0.0  # budget spent, in full-trial equivalents
+
+
+class StudyLoop:
+    """Runs one study until its budget is spent or its scheduler has nothing left to run."""
+
+    def __init__(self, *, store: Store, name: str, definition: StudyDefinition, scheduler_factory: Any,
+                 sampler: Sampler, executor: Executor, runner: Runner, compile_config: Compile,
+                 budget: Budget, runs_dir: Path | None = None, display: Display | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.definition = definition
+        self.sampler = sampler
+        self.executor = executor
+        self.runner = runner
+        self.compile_config = compile_config
+        self.budget = budget
+        self.runs_dir = runs_dir
+        self.display: Display = display or NullDisplay()
+        self.queue = ProposalQueue(sampler, self._history)
+        self.scheduler: Scheduler = scheduler_factory(self.queue)
+        self._mirror = _Mirror()
+        self._running: dict[Future[TrialOutcome], _Running] = {}
+        self._trials: dict[int, TrialRecord] = {}  # scheduler trial id -> store row
+        self._started = time.monotonic()
+        self._max = definition.max_fidelity
+        self._names = [o.name for o in definition.objectives]
+
+    # -- what samplers see ---------------------------------------------------------------------------
+    def _history(self) -> History:
+        pending = tuple(r.suggestion.config for r in self._running.values())
+        return History(tuple(self._mirror.observations), pending, len(self._trials), tuple(self._mirror.failed))
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False) -> StudySummary:
+        """Run to the end of the budget; Ctrl-C pauses the study (resume it later from the store)."""
+        resubmit = self._restore() if resume else []
+        self.store.set_study_status(self.name, StudyStatus.RUNNING)
+        try:
+            with self.display:
+                for suggestion in resubmit:
+                    self._launch(suggestion, self._trials[suggestion.trial_id])
+                self._drive()
+        except KeyboardInterrupt:
+            self._interrupt()
+            return self._summary(StudyStatus.PAUSED)
+        except BaseException:
+            self._interrupt()
+            raise
+        finally:
+            self.executor.shutdown(cancel=bool(self._running))
+        for number, trial_status in self._mirror.status.items():
+            if trial_status is TrialStatus.PAUSED:  # never promoted within the budget: stopped early for good
+                self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED)
+                self._mirror.status[number] = TrialStatus.PRUNED
+        self.store.set_study_status(self.name, StudyStatus.COMPLETE)
+        summary = self._summary(StudyStatus.COMPLETE)
+        self.display.finish(self._progress())
+        return summary
+
+    def _drive(self) -> None:
+        while True:
+            self._fill()
+            if not self._running:
+                return
+            done, _ = wait(list(self._running), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finish(future, self._running[future])
+                del self._running[future]  # after: a Ctrl-C inside `_finish` leaves the job to `_interrupt`
+            self.display.update(self._progress())
+
+    def _can_start(self) -> bool:
+        if self.budget.seconds is not None and time.monotonic() - self._started >= self.budget.seconds:
+            return False
+        if self.budget.trials is not None:
+            committed = self._mirror.used + sum(r.cost for r in self._running.values())
+            return committed < self.budget.trials - 1e-9
+        return True
+
+    def _fill(self) -> None:
+        free = self.executor.workers - len(self._running)
+        if free > 1 and self._can_start():
+            self.queue.prefetch(free)  # one joint batch for the free workers
+        while len(self._running) < self.executor.workers and self._can_start():
+            suggestion = self.scheduler.suggest()
+            if suggestion is None:
+                return
+            trial = self._trials.get(suggestion.trial_id) or self._create_trial(suggestion)
+            if trial is not None:
+                self._launch(suggestion, trial)
+
+    def _create_trial(self, s: Suggestion) -> TrialRecord | None:
+        """The store row of a new trial; a configuration that does not compile is recorded as failed."""
+        try:
+            compiled, error = self.compile_config(s.config), None
+        except AutopeftError as err:
+            compiled, error = None, str(err)
+        trial = self.store.create_trial(self.name, dict(s.config), plan=compiled, bracket=s.bracket)
+        self._trials[s.trial_id] = trial
+        if error is not None:
+            self._fail(s, trial, error)
+            return None
+        return trial
+
+    def _launch(self, s: Suggestion, trial: TrialRecord) -> None:
+        trial_dir = None if self.runs_dir is None else str(self.runs_dir / self.name / f"trial_{trial.number}")
+        task = TrialTask(study=self.name, number=trial.number, config=dict(s.config), trial_config=trial.plan,
+                         recipe=self.definition.recipe, recipe_dir=self.definition.recipe_dir,
+                         fidelity=s.fidelity, trial_dir=trial_dir, threads=self.executor.threads_per_trial())
+        self.store.set_trial_status(trial.id, TrialStatus.RUNNING)
+        self._mirror.status[trial.number] = TrialStatus.RUNNING
+        cost = (s.fidelity - (s.resume_from or 0)) / self._max
+        self._running[self.executor.submit(self.runner, task)] = _Running(s, trial, cost)
+        log.info("trial %d: %s to %d", trial.number, s.kind.value, s.fidelity)
+
+    def _finish(self, future: Future[TrialOutcome], job: _Running) -> None:
+        s, trial = job.suggestion, job.trial
+        try:
+            outcome = future.result()
+        except BrokenProcessPool:
+            restart = getattr(self.executor, "restart", None)
+            if restart is not None:
+                restart()
+            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error="the worker process died "
+                                   "(out of memory, or a crash in native code)")
+        except Exception as err:  # a runner that raised instead of reporting: still one trial's failure
+            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error=f"{type(err).__name__}: {err}")
+        if outcome.status != OK:
+            self._fail(s, trial, outcome.error or "failed", outcome.worker)
+            return
+        objectives = {n: float(outcome.objectives[n]) for n in self._names if n in outcome.objectives}
+        missing = [n for n in self._names if n not in objectives]
+        if missing:
+            self._fail(s, trial, f"the trial did not report {', '.join(missing)}", outcome.worker)
+            return
+        self.store.record_result(trial.id, s.fidelity, objectives, dict(outcome.metrics))
+        self._mirror.used += job.cost
+        self._mirror.observations.append(Observation(trial.number, dict(s.config), s.fidelity, objectives))
+        decision = self.scheduler.on_trial_result(s.trial_id, s.fidelity, objectives)
+        if decision is Decision.STOP and s.fidelity >= self._max:
+            status = TrialStatus.COMPLETE
+        elif decision is Decision.STOP:
+            status = TrialStatus.FAILED  # a scheduler stops below max only for a NaN objective
+        else:
+            status = TrialStatus.PAUSED
+        self.store.set_trial_status(trial.id, status, worker=outcome.worker,
+                                    error="an objective was NaN" if status is TrialStatus.FAILED else None)
+        self._mirror.status[trial.number] = status
+        if status is TrialStatus.COMPLETE:
+            self._mirror.completed.append(FrontEntry(trial.id, trial.number, dict(s.config), trial.plan, objectives,
+                                                     dict(outcome.metrics), s.fidelity))
+            front = self._front()
+            self.store.add_pareto_snapshot(self.name, [e.trial_id for e in front.entries], front.hypervolume)
+
+    def _fail(self, s: Suggestion, trial: TrialRecord, error: str, worker: str | None = None) -> None:
+        log.info("trial %d failed: %s", trial.number, error)
+        self.store.set_trial_status(trial.id, TrialStatus.FAILED, error=error, worker=worker)
+        self._mirror.status[trial.number] = TrialStatus.FAILED
+        self._mirror.failed.append(dict(s.config))
+        self.scheduler.on_trial_error(s.trial_id)
+
+    def _interrupt(self) -> None:
+        """Stop: running trials go back to waiting (a resume runs them again), the study is paused."""
+        for job in self._running.values():
+            self.store.set_trial_status(job.trial.id, TrialStatus.WAITING)
+        self.store.set_study_status(self.name, StudyStatus.PAUSED)
+
+    # -- resuming ------------------------------------------------------------------------------------
+    def _restore(self) -> list[Suggestion]:
+        """Rebuild the mirror and the scheduler from the store; return the jobs to run again."""
+        trials = self.store.trials(self.name)
+        results = sorted(self.store.results(self.name), key=lambda r: r.id)
+        by_number: dict[int, list[tuple[int, dict[str, float]]]] = {t.number: [] for t in trials}
+        for result in results:
+            by_number[result.trial_number].append((result.fidelity, dict(result.objectives)))
+            config = next(t.config for t in trials if t.number == result.trial_number)
+            self._mirror.observations.append(Observation(result.trial_number, config, result.fidelity,
+                                                         dict(result.objectives)))
+        restored = []
+        for trial in trials:
+            self._trials[trial.number] = trial
+            self._mirror.status[trial.number] = trial.status
+            if trial.status is TrialStatus.FAILED:
+                self._mirror.failed.append(trial.config)
+            # Budget spent: the training each trial reached (jobs lost in a crash are not counted).
+            self._mirror.used += max((f for f, _ in by_number[trial.number]), default=0) / self._max
+            if trial.status is TrialStatus.COMPLETE:
+                at_max = [v for f, v in by_number[trial.number] if f == self._max]
+                if at_max:
+                    metrics = next(r.metrics for r in results if r.trial_number == trial.number
+                                   and r.fidelity == self._max)
+                    self._mirror.completed.append(FrontEntry(trial.id, trial.number, dict(trial.config), trial.plan,
+                                                             at_max[-1], metrics, self._max))
+            restored.append(RestoredTrial(trial.number, trial.config, _STORE_TO_STATE[trial.status], trial.bracket,
+                                          tuple(by_number[trial.number])))
+        return self.scheduler.restore(restored)
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def _front(self) -> Front:
+        return compute_front(self.definition.objectives, self._mirror.completed)
+
+    def _progress(self) -> StudyProgress:
+        counts = {s.value: 0 for s in TrialStatus}
+        for status in self._mirror.status.values():
+            counts[status.value] += 1
+        return StudyProgress(name=self.name, counts=counts, budget_used=self._mirror.used,
+                             budget_committed=self._mirror.used + sum(r.cost for r in self._running.values()),
+                             budget_total=self.budget.trials, elapsed=time.monotonic() - self._started,
+                             time_limit=self.budget.seconds, front=self._front())
+
+    def _summary(self, status: StudyStatus) -> StudySummary:
+        progress = self._progress()
+        return StudySummary(self.name, status, progress.counts, self._mirror.used,
+                            time.monotonic() - self._started, progress.front)

@@ -1,0 +1,122 @@
+"""The live view of a running study: trial counts, budget, and the current Pareto front.
+
+Drawn with rich on stderr (stdout stays for results). `NullDisplay` is for tests and `--quiet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from autopeft.engine.front import Front
+
+FRONT_ROWS = 8
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """A moment of a study: what the display draws."""
+
+    name: str
+    counts: dict[str, int]  # by trial status
+    budget_used: float  # full-trial equivalents finished
+    budget_committed: float  # finished + running
+    budget_total: float | None
+    elapsed: float
+    time_limit: float | None
+    front: Front
+
+    def headline(self) -> str:
+        c = self.counts
+        budget = f"{self.budget_used:.1f}" + (f"/{self.budget_total:g}" if self.budget_total else "")
+        clock = _clock(self.elapsed) + (f"/{_clock(self.time_limit)}" if self.time_limit else "")
+        return (f"{self.name}: {c.get('complete', 0)} complete · {c.get('running', 0)} running · "
+                f"{c.get('paused', 0)} paused · {c.get('pruned', 0)} pruned · {c.get('failed', 0)} failed · "
+                f"budget {budget} full trials · {clock}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def front_table(front: Front, *, limit: int | None = FRONT_ROWS, title: str | None = "Pareto front") -> Table:
+    """The front as a table: trial, every objective, share of the model, and the plan in one line."""
+    from autopeft.export.plan_text import plan_text
+
+    caption = "no trial has reached full fidelity yet" if not front.entries else (
+        f"hypervolume {front.hypervolume:.4g} · {len(front.entries)} on the front of {len(front.completed)} "
+        "full-fidelity trials")
+    table = Table(title=title, caption=caption, title_justify="left")
+    table.add_column("trial", justify="right")
+    for objective in front.objectives:
+        table.add_column(objective.name, justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("lr", justify="right")
+    table.add_column("plan")
+    rows = front.entries if limit is None else front.entries[:limit]
+    for entry in rows:
+        share = entry.metrics.get("trainable_share")
+        plan = entry.plan or {}
+        table.add_row(str(entry.number), *(_fmt(entry.objectives[o.name]) for o in front.objectives),
+                      "" if share is None else f"{100 * share:.3f}%",
+                      _fmt(plan.get("learning_rate")) if plan.get("learning_rate") else "",
+                      plan_text(plan.get("plan")) if plan else "")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+class Display(Protocol):
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: object) -> Any: ...
+    def update(self, progress: StudyProgress) -> None: ...
+    def finish(self, progress: StudyProgress) -> None: ...
+
+
+class NullDisplay:
+    """Shows nothing."""
+
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, progress: StudyProgress) -> None:
+        return None
+
+    def finish(self, progress: StudyProgress) -> None:
+        return None
+
+
+class LiveDisplay:
+    """A headline and the front, redrawn in place as results arrive (rich `Live`, on stderr)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._live = Live(Text("starting…"), console=console, refresh_per_second=2, transient=True)
+
+    def __enter__(self) -> LiveDisplay:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._live.__exit__(exc_type, exc, tb)
+
+    def update(self, progress: StudyProgress) -> None:
+        self._live.update(Group(Text(progress.headline()), front_table(progress.front)))
+
+    def finish(self, progress: StudyProgress) -> None:
+        return None  # the CLI prints the final front on stdout

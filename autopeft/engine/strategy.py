@@ -1,0 +1,97 @@
+"""Strategies by name: which sampler proposes configurations and which scheduler decides fidelities.
+
+| strategy         | proposals                        | fidelity                  |
+| ---------------- | -------------------------------- | ------------------------- |
+| `random`         | scrambled Sobol                  | every trial to max        |
+| `tpe`, `nsga2`   | Optuna's samplers (ask/tell)     | every trial to max        |
+| `mobo`           | BoTorch qLogNEHVI                | every trial to max        |
+| `hyperband`      | scrambled Sobol                  | multi-objective Hyperband |
+| `mobo-hyperband` | BoTorch qLogNEHVI (the default)  | multi-objective Hyperband |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autopeft.errors import ConfigError
+from autopeft.search.history import History
+from autopeft.search.pareto import Objective
+from autopeft.search.samplers.base import Feasible, KnownObjective, Sampler
+from autopeft.search.scheduler import FullFidelity, MultiObjectiveHyperband, Propose, Scheduler
+from autopeft.space.params import Param
+
+#: strategy -> (sampler name, multi-fidelity?)
+STRATEGIES: dict[str, tuple[str, bool]] = {
+    "mobo-hyperband": ("mobo", True),
+    "mobo": ("mobo", False),
+    "hyperband": ("random", True),
+    "tpe": ("tpe", False),
+    "nsga2": ("nsga2", False),
+    "random": ("random", False),
+}
+DEFAULT_STRATEGY = "mobo-hyperband"
+
+
+def check_strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; accepted: {', '.join(STRATEGIES)}", field="strategy")
+    return name
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Knobs of the strategies; the defaults suit studies of tens of trials."""
+
+    eta: float = 3.0
+    tie_break: str = "crowding"
+    sampler: Mapping[str, Any] | None = None
+
+
+def make_sampler_for(strategy: str, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int,
+                     feasible: Feasible | None, known: Mapping[str, KnownObjective] | None,
+                     options: StrategyOptions = StrategyOptions()) -> Sampler:
+    from autopeft.search.samplers import make_sampler
+
+    sampler_name, _ = STRATEGIES[check_strategy(strategy)]
+    return make_sampler(sampler_name, dims, objectives, seed=seed, feasible=feasible, known=known,
+                        **dict(options.sampler or {}))
+
+
+def make_scheduler(strategy: str, propose: Propose, objectives: tuple[Objective, ...], *, min_fidelity: int,
+                   max_fidelity: int, seed: int, options: StrategyOptions = StrategyOptions()) -> Scheduler:
+    _, multi_fidelity = STRATEGIES[check_strategy(strategy)]
+    if multi_fidelity and min_fidelity < max_fidelity:
+        return MultiObjectiveHyperband(propose=propose, objectives=objectives, min_fidelity=min_fidelity,
+                                       max_fidelity=max_fidelity, eta=options.eta, tie_break=options.tie_break,
+                                       seed=seed)
+    return FullFidelity(propose=propose, objectives=objectives, max_fidelity=max_fidelity)
+
+
+class ProposalQueue:
+    """The scheduler's ``propose`` callable: hands out configurations proposed in batches.
+
+    When several workers are free at once the loop asks for a batch (`prefetch`), so a model-based
+    sampler picks them jointly (as q-batch proposals); queued configurations count as pending.
+    """
+
+    def __init__(self, sampler: Sampler, history: Any) -> None:
+        self.sampler = sampler
+        self._history = history  # () -> History, with in-flight configurations as pending
+        self.queued: list[dict[str, Any]] = []
+
+    def _current(self) -> History:
+        base: History = self._history()
+        return History(base.observations, (*base.pending, *self.queued), base.num_trials + len(self.queued),
+                       base.failed)
+
+    def prefetch(self, n: int) -> None:
+        missing = n - len(self.queued)
+        if missing > 0:
+            self.queued.extend(dict(c) for c in self.sampler.propose(missing, self._current()))
+
+    def __call__(self, n: int) -> list[dict[str, Any]]:
+        self.prefetch(n)
+        out, self.queued = self.queued[:n], self.queued[n:]
+        return out

@@ -1,0 +1,113 @@
+"""Creating, running and resuming studies: the Python API behind `autopeft study ...`.
+
+    definition = new_study(store, space_path, recipe_path, strategy="mobo-hyperband", seed=0)
+    summary = run_study(store, definition.name, budget=Budget(trials=20), workers=2)
+
+Everything a run needs is rebuilt from the store (`StudyDefinition.from_record`), so `run_study` on
+an existing study resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autopeft.engine.definition import DEFAULT_OBJECTIVES, TRAINABLE_PARAMS, StudyDefinition, make_objectives
+from autopeft.engine.executors import Runner, make_executor
+from autopeft.engine.loop import Budget, StudyLoop, StudySummary
+from autopeft.engine.progress import Display
+from autopeft.engine.strategy import (
+    DEFAULT_STRATEGY,
+    StrategyOptions,
+    check_strategy,
+    make_sampler_for,
+    make_scheduler,
+)
+from autopeft.errors import ConfigError
+from autopeft.store import Store, StudyStatus
+
+log = logging.getLogger(__name__)
+
+
+def default_study_name(space_name: str, recipe_name: str) -> str:
+    return f"{recipe_name}-{space_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def new_study(store: Store, space_path: str | Path, recipe_path: str | Path, *, name: str | None = None,
+              strategy: str = DEFAULT_STRATEGY, seed: int = 0, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
+              eta: float = 3.0, budget: float | None = None) -> tuple[str, StudyDefinition]:
+    """Validate the space against the recipe's model and create the study row (nothing runs yet)."""
+    from autopeft.space.space import load_space
+    from autopeft.train.counting import ParamCounter
+    from autopeft.train.recipe import load_recipe
+    from autopeft.yamlio import read_yaml
+
+    check_strategy(strategy)
+    space_path, recipe_path = Path(space_path), Path(recipe_path)
+    space, recipe = load_space(space_path), load_recipe(recipe_path)
+    counter = ParamCounter.for_recipe(recipe, space)  # builds the model skeleton: checks the space fits it
+    space.dimensions(counter.num_layers)
+    definition = StudyDefinition(
+        space=read_yaml(space_path), recipe=read_yaml(recipe_path),
+        objectives=make_objectives(objectives, base_params=counter.base_params),
+        recipe_dir=str(recipe.base_dir), space_path=str(space_path), recipe_path=str(recipe_path),
+        options={"strategy": strategy, "seed": seed, "eta": eta, "budget": budget})
+    study_name = name or default_study_name(space.name, recipe.name)
+    store.create_study(study_name, space=definition.space_json(), recipe=definition.recipe_json(),
+                       objectives=definition.objectives_json(), strategy=strategy, seed=seed)
+    return study_name, definition
+
+
+def runs_dir_for(store_url: str) -> Path:
+    """Where trial checkpoints go: `autopeft_runs/` beside a SQLite file, else in the working directory."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).resolve().parent / "autopeft_runs"
+    return Path("autopeft_runs").resolve()
+
+
+def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int = 1,
+              executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
+              runner: Runner | None = None, resume: bool = False, force: bool = False) -> StudySummary:
+    """Run (or resume) study ``name`` from the store until its budget is spent."""
+    from autopeft.engine.worker import run_trial
+    from autopeft.train.counting import ParamCounter
+
+    record = store.get_study(name)
+    if resume and record.status is StudyStatus.RUNNING and not force:
+        raise ConfigError(f"study {name!r} is marked running (last update {record.updated_at:%Y-%m-%d %H:%M} UTC); "
+                          "if no process runs it any more, pass --force", field="study")
+    definition = StudyDefinition.from_record(record)
+    options = dict(definition.options)
+    if budget is None or (budget.trials is None and budget.seconds is None):
+        stored = options.get("budget")
+        budget = replace(budget or Budget(), trials=float(stored)) if stored else (budget or Budget())
+    if budget.trials is None and budget.seconds is None:
+        raise ConfigError("give a budget (--budget N full trials, or --max-time)", field="budget")
+    space, recipe = definition.search_space(), definition.trial_recipe()
+    counter = ParamCounter.for_recipe(recipe, space)
+    dims = space.dimensions(counter.num_layers)
+    seed = int(record.seed or 0)
+    strategy = StrategyOptions(eta=float(options.get("eta", 3.0)))
+    known: dict[str, Any] = {TRAINABLE_PARAMS: counter.count} if definition.objective(TRAINABLE_PARAMS) else {}
+    sampler = make_sampler_for(record.strategy, dims, definition.objectives, seed=seed, feasible=counter.feasible,
+                               known=known, options=strategy)
+
+    def scheduler_factory(propose: Any) -> Any:
+        return make_scheduler(record.strategy, propose, definition.objectives, min_fidelity=definition.min_fidelity,
+                              max_fidelity=definition.max_fidelity, seed=seed, options=strategy)
+
+    def compile_config(config: Any) -> dict[str, Any]:
+        return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
+
+    loop = StudyLoop(store=store, name=name, definition=definition, scheduler_factory=scheduler_factory,
+                     sampler=sampler, executor=make_executor(executor, workers), runner=runner or run_trial,
+                     compile_config=compile_config, budget=budget, runs_dir=runs_dir or runs_dir_for(store.url),
+                     display=display)
+    has_trials = bool(store.trials(name))
+    return loop.run(resume=resume or has_trials)

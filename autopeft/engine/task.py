@@ -1,0 +1,43 @@
+"""The unit of work an executor runs, and what comes back: plain, picklable data (no torch objects).
+
+A task carries everything a worker needs (the recipe as written, the compiled configuration, the
+fidelity, the trial folder), so a worker process or a Ray task never reads the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+OK = "complete"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """Train trial ``number`` of ``study`` up to ``fidelity`` (continuing from ``trial_dir`` if it holds a state)."""
+
+    study: str
+    number: int
+    config: Mapping[str, Any]  # the search-space configuration
+    trial_config: Mapping[str, Any] | None  # the compiled `TrialConfig` (plan + training settings)
+    recipe: Mapping[str, Any]  # the recipe as written
+    recipe_dir: str  # where the recipe's relative paths resolve
+    fidelity: int
+    trial_dir: str | None = None
+    threads: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A finished job: its objective values at ``fidelity`` (if it got there) and every other measure."""
+
+    number: int
+    status: str  # OK or FAILED
+    fidelity: int
+    objectives: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None
