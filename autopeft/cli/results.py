@@ -1,1 +1,206 @@
-"""placeholder"""
+"""`autopeft pareto`, `autopeft export`, `autopeft train`: a study's front, one trial out, and trained for real."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from autopeft.cli.app import app, console, err_console, progress_bar
+from autopeft.store import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from autopeft.engine.front import Front, FrontEntry
+    from autopeft.store import Store
+
+Storage = Annotated[str, typer.Option("--storage", help="Store URL (SQLite file or PostgreSQL).")]
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def open_store(url: str) -> Store:
+    """The store at `url`; a missing SQLite file is an error here (reading must not create an empty store)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from autopeft.store import Store, StoreError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{url!r} is not a database URL (e.g. sqlite:///autopeft.db)") from None
+    database = parsed.database
+    on_disk = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if on_disk and not Path(str(database)).expanduser().is_file():
+        raise StoreError(f"no store at {database} ({url}); run a study first or pass --storage")
+    return Store(url)
+
+
+# -- pareto --------------------------------------------------------------------------------------------
+
+#: The columns of `pareto --format csv` (and the keys of each `--format json` object).
+CSV_FIELDS = ["trial", "on_front", "score", "trainable_params", "share_pct", "train_seconds", "peak_memory_mb",
+              "learning_rate", "plan"]
+
+
+def front_rows(front: Front, *, everything: bool = False) -> list[dict[str, Any]]:
+    """One flat row per trial: the front (best score first), or every full-fidelity trial with `on_front`."""
+    from autopeft.export.plan_text import plan_text
+    from autopeft.export.select import score, share_pct
+
+    on_front = {e.number for e in front.entries}
+    entries = sorted(front.completed, key=lambda e: (-score(e), e.number)) if everything else list(front.entries)
+    rows = []
+    for entry in entries:
+        config: dict[str, Any] = dict(entry.plan or {})
+        params = entry.objectives.get("trainable_params", entry.metrics.get("trainable_params"))
+        rows.append({
+            "trial": entry.number,
+            "on_front": entry.number in on_front,
+            "score": score(entry),
+            "trainable_params": None if params is None else int(params),
+            "share_pct": share_pct(entry, front),
+            "train_seconds": entry.objectives.get("train_seconds", entry.metrics.get("train_seconds")),
+            "peak_memory_mb": entry.objectives.get("peak_memory_mb", entry.metrics.get("peak_memory_mb")),
+            "learning_rate": config.get("learning_rate"),
+            "plan": plan_text(config.get("plan")) if "plan" in config else "-",
+        })
+    return rows
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _table(study: str, front: Front, rows: list[dict[str, Any]], everything: bool) -> Table:
+    volume = "n/a" if front.hypervolume is None else f"{front.hypervolume:.6g}"
+    caption = (f"hypervolume {volume}; {len(front.entries)} on the front of {len(front.completed)} trials "
+               "at full fidelity")
+    table = Table(title=f"study {study}: " + ("full-fidelity trials" if everything else "Pareto front"),
+                  caption=caption)
+    if everything:
+        table.add_column("front", justify="center")
+    for name, justify in (("trial", "right"), ("score", "right"), ("params", "right"), ("share", "right"),
+                          ("train s", "right"), ("plan", "left"), ("lr", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        cells = [str(row["trial"]), _fmt(row["score"], ".4f"), _fmt(row["trainable_params"], ","),
+                 _fmt(row["share_pct"], ".3f") + ("%" if row["share_pct"] is not None else ""),
+                 _fmt(row["train_seconds"], ".1f"), row["plan"], _fmt(row["learning_rate"], ".2g")]
+        table.add_row(*(["*" if row["on_front"] else ""] if everything else []), *cells)
+    return table
+
+
+@app.command("pareto")
+def pareto(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Storage = DEFAULT_URL,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json / csv for machines.")] = Format.table,
+    everything: Annotated[bool, typer.Option("--all", help="Every full-fidelity trial, front marked.")] = False,
+) -> None:
+    """Show a study's Pareto front: score against trainable parameters, best score first."""
+    from autopeft.engine.front import study_front
+
+    store = open_store(storage)
+    front = study_front(store, name)
+    rows = front_rows(front, everything=everything)
+    if fmt is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(buffer.getvalue(), nl=False)
+    elif not rows:
+        console.print(f"study {name}: no trial has completed at full fidelity yet, so the front is empty")
+    else:
+        console.print(_table(name, front, rows, everything))
+    if not rows and fmt is not Format.table:
+        err_console.print(f"study {name}: no trial has completed at full fidelity yet")
+
+
+# -- export --------------------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for autopeft.yaml and peft/.")],
+    storage: Storage = DEFAULT_URL,
+    trial: Annotated[int | None, typer.Option("--trial", help="This trial (any completed at full fidelity).")] = None,
+    max_params_pct: Annotated[float | None, typer.Option(
+        "--max-params-pct", help="Best score with trainable share <= this % of the model.")] = None,
+    min_score: Annotated[float | None, typer.Option(
+        "--min-score", help="Fewest trainable parameters with score >= this.")] = None,
+) -> None:
+    """Write a trial's configuration (default: the best score) as autopeft.yaml, and in peft format."""
+    from autopeft.errors import ConfigError
+    from autopeft.export.select import Rule
+    from autopeft.export.study_export import export_trial
+
+    given = [flag for flag, value in (("--trial", trial), ("--max-params-pct", max_params_pct),
+                                      ("--min-score", min_score)) if value is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of --trial, --max-params-pct, --min-score (got {', '.join(given)})")
+    report = export_trial(open_store(storage), name, out,
+                          Rule(trial=trial, max_params_pct=max_params_pct, min_score=min_score))
+    _print_export(report)
+
+
+def _print_export(report: Any) -> None:
+    entry: FrontEntry = report.entry
+    objectives = ", ".join(f"{k} {v:,.0f}" if k == "trainable_params" else f"{k} {v:.4g}"
+                           for k, v in entry.objectives.items())
+    console.print(f"trial {entry.number} ({objectives}) -> {report.bundle_path}", highlight=False)
+    peft = report.peft
+    if report.peft_dir is not None:
+        what = "adapter config and trained weights" if report.weights else "adapter config"
+        console.print(f"peft {what} -> {report.peft_dir}", highlight=False)
+        for note in peft.notes:
+            console.print(f"  note: {note}", highlight=False)
+    elif peft is not None:
+        console.print("peft cannot express this plan, so no peft/ was written:", highlight=False)
+        for reason in peft.unsupported:
+            console.print(f"  - {reason}", highlight=False)
+    for note in report.notes:
+        console.print(note, highlight=False)
+    console.print(f"train it: autopeft train {report.bundle_path}", highlight=False)
+
+
+# -- train ---------------------------------------------------------------------------------------------
+
+
+@app.command("train")
+def train(
+    bundle_path: Annotated[Path, typer.Argument(metavar="AUTOPEFT_YAML", help="An exported autopeft.yaml.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: trained/ beside it).")] = None,
+    fidelity: Annotated[int | None, typer.Option(help="Train to this fidelity (default: the recipe's max).")] = None,
+) -> None:
+    """Train an exported configuration at full fidelity; write metrics.json and the adapter."""
+    from autopeft.export.bundle import read_bundle
+    from autopeft.train.final import default_out_dir, train_bundle
+
+    bundle = read_bundle(bundle_path)
+    target = out if out is not None else default_out_dir(bundle_path)
+    with progress_bar(True) as progress:
+        run = train_bundle(bundle, target, fidelity=fidelity, progress=progress)
+    m = run.metrics
+    dev = "-" if m["dev_score"] is None else f"{m['dev_score']:.4f}"
+    console.print(f"{m['metric']}: dev {dev}, validation {_fmt(m['validation_score'], '.4f')}; "
+                  f"{m['trainable_params']:,} trainable params ({100 * m['trainable_share']:.3f}%), "
+                  f"{m['train_seconds']:.1f} s", highlight=False)
+    console.print(f"metrics -> {run.out_dir / 'metrics.json'}", highlight=False)
+    console.print(f"adapter ({run.adapter_format} format) -> {run.adapter_path}", highlight=False)
+    for reason in run.unsupported:
+        console.print(f"  not peft: {reason}", highlight=False)

@@ -1,0 +1,107 @@
+"""Choosing the trial to export from a study's front: by number, by a parameter budget, or by a score floor.
+
+The budget and floor rules search the front only: any completed trial meeting a budget is dominated by
+(or equal to) a front trial that meets it too and scores at least as well, so nothing better is missed.
+When no trial fits, the error says which one came closest, so the user knows what to ask for instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autopeft.engine.definition import SCORE, TRAINABLE_PARAMS
+from autopeft.engine.front import Front, FrontEntry
+from autopeft.errors import AutopeftError
+from autopeft.store import TrialRecord, TrialStatus
+
+
+class SelectionError(AutopeftError, LookupError):
+    """No trial of the study fits the export rule (or the study has no full-fidelity trial yet)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most one criterion; none means the best score."""
+
+    trial: int | None = None
+    max_params_pct: float | None = None  # trainable share, in percent of the base model
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [n for n, v in (("trial", self.trial), ("max_params_pct", self.max_params_pct),
+                                ("min_score", self.min_score)) if v is not None]
+        if len(given) > 1:
+            raise SelectionError(f"give at most one of trial, max_params_pct, min_score (got {', '.join(given)})")
+
+
+def score(entry: FrontEntry) -> float:
+    return float(entry.objectives.get(SCORE, entry.metrics.get("score") or 0.0))
+
+
+def trainable_params(entry: FrontEntry) -> float:
+    value = entry.objectives.get(TRAINABLE_PARAMS, entry.metrics.get("trainable_params"))
+    return float(value) if value is not None else float("inf")
+
+
+def share_pct(entry: FrontEntry, front: Front | None = None) -> float | None:
+    """Trainable parameters in % of the base model: the trial's own measure, else params / the objective's
+    reference point (the base model's parameter count)."""
+    share = entry.metrics.get("trainable_share")
+    if isinstance(share, int | float):
+        return 100.0 * float(share)
+    reference = next((o.reference for o in front.objectives if o.name == TRAINABLE_PARAMS), None) if front else None
+    params = trainable_params(entry)
+    if reference and params != float("inf"):
+        return 100.0 * params / reference
+    return None
+
+
+def _describe(entry: FrontEntry, front: Front) -> str:
+    pct = share_pct(entry, front)
+    share = f", {pct:.3g}%" if pct is not None else ""
+    return f"trial {entry.number} (score {score(entry):.4g}, {trainable_params(entry):,.0f} params{share})"
+
+
+def select(front: Front, rule: Rule, *, study: str = "the study", trials: Sequence[TrialRecord] = ()) -> FrontEntry:
+    """The entry `rule` picks; `SelectionError` naming the closest trial when none fits.
+
+    `trials` (the study's trial rows) only improve the message for `rule.trial` naming a trial that
+    has no full-fidelity result.
+    """
+    if rule.trial is not None:
+        return _by_number(front, rule.trial, study, trials)
+    if not front.entries:
+        raise SelectionError(f"{study} has no trial completed at full fidelity yet")
+    if rule.max_params_pct is not None:
+        limit = rule.max_params_pct
+        fits = [e for e in front.entries if (share_pct(e, front) or float("inf")) <= limit]
+        if not fits:
+            smallest = min(front.entries, key=lambda e: (trainable_params(e), -score(e)))
+            raise SelectionError(f"no trial of {study} has a trainable share <= {limit:g}%; the smallest is "
+                                 f"{_describe(smallest, front)}")
+        return min(fits, key=lambda e: (-score(e), trainable_params(e), e.number))
+    if rule.min_score is not None:
+        floor = rule.min_score
+        fits = [e for e in front.entries if score(e) >= floor]
+        if not fits:
+            best = min(front.entries, key=lambda e: (-score(e), trainable_params(e)))
+            raise SelectionError(f"no trial of {study} scores >= {floor:g}; the best is {_describe(best, front)}")
+        return min(fits, key=lambda e: (trainable_params(e), -score(e), e.number))
+    return min(front.entries, key=lambda e: (-score(e), trainable_params(e), e.number))
+
+
+def _by_number(front: Front, number: int, study: str, trials: Sequence[TrialRecord]) -> FrontEntry:
+    entry = next((e for e in front.completed if e.number == number), None)
+    if entry is not None:
+        return entry
+    trial = next((t for t in trials if t.number == number), None)
+    if trial is None:
+        span = f"trials 0-{max(t.number for t in trials)}" if trials else "no trials"
+        raise SelectionError(f"{study} has no trial {number} ({span})")
+    if trial.status is TrialStatus.COMPLETE:
+        why = "completed but has no result at full fidelity with every objective"
+    else:
+        why = f"is {trial.status.value}" + (f" ({trial.error})" if trial.error else "") + \
+              ": only trials completed at full fidelity can be exported"
+    raise SelectionError(f"trial {number} of {study} {why}")

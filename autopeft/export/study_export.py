@@ -1,0 +1,191 @@
+"""`export`: one trial of a study out as `autopeft.yaml`, plus `peft/` (config, and weights when saved).
+
+The `peft` config is built on a `meta` copy of the recipe's model (its config file only, no weights),
+so exporting a plan costs no model load. Trained weights are exported only when the engine saved the
+trial's state at full fidelity in its trial folder; training that state again is `autopeft train`'s job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import URL, make_url
+
+from autopeft.engine.definition import StudyDefinition
+from autopeft.engine.front import FrontEntry, study_front
+from autopeft.errors import AutopeftError
+from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, write_bundle
+from autopeft.export.select import Rule, select, share_pct
+from autopeft.export.staging import staged_dir
+
+if TYPE_CHECKING:
+    from autopeft.export.peft_format import PeftExport
+    from autopeft.peft.roles import ArchitectureMap
+    from autopeft.store import Store
+    from autopeft.train.recipe import TrialConfig, TrialRecipe
+
+PEFT_DIR = "peft"
+RUNS_DIR = "autopeft_runs"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What `export_trial` wrote, and why anything was left out."""
+
+    out_dir: Path
+    entry: FrontEntry
+    bundle: Bundle
+    peft: PeftExport | None  # None: the model's config could not be read (see notes)
+    weights: bool  # trained adapter weights written under peft/
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.out_dir / BUNDLE_FILE
+
+    @property
+    def peft_dir(self) -> Path | None:
+        return self.out_dir / PEFT_DIR if self.peft is not None and self.peft.expressible else None
+
+
+def public_url(url: str) -> str:
+    """The store URL without its password (provenance is meant to be shared), SQLite paths absolute."""
+    try:
+        u = make_url(url)
+        database = u.database
+        if u.get_backend_name() == "sqlite" and database not in (None, "", ":memory:"):
+            database = str(Path(str(database)).expanduser().resolve())  # meaningful from any folder
+        bare = URL.create(u.drivername, u.username, None, u.host, u.port, database, u.query)
+        return bare.render_as_string(hide_password=False)
+    except Exception:  # an unparsable URL never reached a store; keep nothing that could be a secret
+        return url.split("@")[-1]
+
+
+def default_trial_dir(storage_url: str, study: str, number: int) -> Path:
+    """`<runs_dir>/<study>/trial_<number>`, runs_dir = `autopeft_runs` beside the SQLite file (else the cwd)."""
+    parsed = make_url(storage_url)
+    base = Path.cwd()
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        base = Path(str(parsed.database)).expanduser().resolve().parent
+    return base / RUNS_DIR / study / f"trial_{number}"
+
+
+def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path:
+    recorded = entry.metrics.get("trial_dir")
+    if isinstance(recorded, str) and recorded:
+        return Path(recorded).expanduser()
+    return default_trial_dir(storage_url, study, entry.number)
+
+
+def export_trial(store: Store, study: str, out_dir: str | Path, rule: Rule | None = None, *,
+                 with_weights: bool = True) -> ExportReport:
+    """Pick a trial by `rule` and write `out_dir/autopeft.yaml` and, where `peft` can express it, `peft/`.
+
+    Nothing is written when anything fails (the outputs are staged in a temporary folder).
+    """
+    record = store.get_study(study)  # NotFoundError lists the studies
+    definition = StudyDefinition.from_record(record)
+    front = study_front(store, study)
+    entry = select(front, rule or Rule(), study=f"study {study!r}", trials=store.trials(study))
+    config_spec = dict(entry.plan or {})
+    if "plan" not in config_spec:
+        raise AutopeftError(f"trial {entry.number} of study {study!r} has no compiled plan in the store")
+    pct = share_pct(entry, front)
+    provenance = Provenance(study=study, trial=entry.number, fidelity=entry.fidelity,
+                            objectives=dict(entry.objectives), trainable_share=None if pct is None else pct / 100,
+                            storage=public_url(store.url), exported_at=now_iso())
+    bundle = Bundle.build(definition.recipe, definition.recipe_dir, config_spec, provenance)
+    out = Path(out_dir)
+    notes: list[str] = []
+    with staged_dir(out, owned=(BUNDLE_FILE, PEFT_DIR), marker=BUNDLE_FILE) as tmp:
+        write_bundle(bundle, tmp)
+        peft = peft_config_for(bundle.recipe, bundle.config, notes)
+        weights = False
+        if peft is not None and peft.config is not None:
+            trial_dir = trial_dir_of(entry, store.url, study)
+            if with_weights:
+                try:
+                    weights = _weights_from_state(bundle.recipe, bundle.config, trial_dir, tmp / PEFT_DIR, notes)
+                except AutopeftError as err:  # optional: the config alone is still a complete export
+                    notes.append(f"no weights: {err}")
+                    shutil.rmtree(tmp / PEFT_DIR, ignore_errors=True)
+            if not weights:
+                _write_peft_config(peft.config, tmp / PEFT_DIR)
+    return ExportReport(out, entry, bundle, peft, weights, notes)
+
+
+def peft_config_for(recipe: TrialRecipe, config: TrialConfig, notes: list[str] | None = None) -> PeftExport | None:
+    """`to_peft_config` for the recipe's model, built on the `meta` device from its config file alone.
+
+    None (with the reason appended to `notes`) when the model's config cannot be read offline.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from autopeft.export.peft_format import to_peft_config
+    from autopeft.peft import PeftPlan
+    from autopeft.peft.inject import model_layers
+    from autopeft.peft.roles import architecture_for
+    from autopeft.train.model import resolve_model_path
+
+    path = resolve_model_path(recipe.model.name, recipe.base_dir)
+    try:
+        model_config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        if notes is not None:
+            notes.append(f"no peft config: cannot read the config of model {recipe.model.name!r} "
+                         f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
+        return None
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config)
+    arch = architecture_for(model, _role_map(recipe))
+    plan = PeftPlan.from_selectors(config.plan, len(model_layers(model, arch)), source="config")
+    return to_peft_config(plan, model, arch=arch)
+
+
+def _write_peft_config(config: dict[str, Any], folder: Path) -> None:
+    from peft import get_peft_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    get_peft_config(dict(config)).save_pretrained(str(folder))
+
+
+def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Path, folder: Path,
+                        notes: list[str]) -> bool:
+    """The trial's trained adapter in `peft` format, when its saved state reached full fidelity."""
+    from autopeft.errors import ConfigError
+    from autopeft.export.peft_format import save_peft_adapter
+    from autopeft.export.unwrap import plain_layers
+    from autopeft.train.session import TrainingSession
+    from autopeft.train.state import load_state
+
+    try:
+        state = load_state(trial_dir)
+    except Exception as err:  # a torn or foreign file: the config alone is still a useful export
+        notes.append(f"no weights: cannot read the state in {trial_dir} ({type(err).__name__})")
+        return False
+    if state is None:
+        notes.append(f"no weights: no saved state in {trial_dir} (train them with `autopeft train`)")
+        return False
+    full = recipe.fidelity.to_steps(recipe.fidelity.max, config.training_for(recipe).batch_size)
+    if state.step < full:
+        notes.append(f"no weights: the state in {trial_dir} is at step {state.step} of {full}")
+        return False
+    session = TrainingSession(recipe, config)
+    try:
+        session.restore(state)
+    except ConfigError:
+        notes.append(f"no weights: the state in {trial_dir} belongs to another configuration or recipe")
+        return False
+    with plain_layers(session.model, _role_map(recipe)) as model:
+        save_peft_adapter(model, session.plan, folder, arch=_role_map(recipe))
+    return True
+
+
+def _role_map(recipe: TrialRecipe) -> ArchitectureMap | None:
+    from autopeft.peft.roles import role_map_from_dict
+
+    return role_map_from_dict(recipe.model.role_map) if recipe.model.role_map else None

@@ -1,0 +1,107 @@
+"""Choosing the trial to export (each rule, ties, the closest trial named on no match) and the short plan text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from autopeft.engine.definition import make_objectives
+from autopeft.engine.front import Front, FrontEntry, compute_front
+from autopeft.export.plan_text import plan_text
+from autopeft.export.select import Rule, SelectionError, select, share_pct
+
+BASE = 1_000_000
+
+
+def entry(number: int, score: float, params: int, *, share: bool = True, lr: float = 1e-3) -> FrontEntry:
+    metrics: dict[str, Any] = {"trainable_share": params / BASE} if share else {}
+    return FrontEntry(trial_id=100 + number, number=number, config={}, plan={"plan": {}, "learning_rate": lr},
+                      objectives={"score": score, "trainable_params": float(params)}, metrics=metrics, fidelity=12)
+
+
+@pytest.fixture
+def front() -> Front:
+    # Front: 2 (0.90, 20k), 1 (0.85, 6k), 0 (0.80, 2k); 3 is dominated by 0.
+    entries = [entry(0, 0.80, 2_000), entry(1, 0.85, 6_000), entry(2, 0.90, 20_000), entry(3, 0.70, 9_000)]
+    return compute_front(make_objectives(["score", "trainable_params"], base_params=BASE), entries)
+
+
+def test_front_order_and_default_is_best_score(front: Front) -> None:
+    assert [e.number for e in front.entries] == [2, 1, 0]
+    assert select(front, Rule()).number == 2
+
+
+@pytest.mark.parametrize(("pct", "expected"), [(1.0, 1), (0.6, 1), (0.5, 0), (0.2, 0), (100, 2)])
+def test_max_params_pct_takes_best_score_within_budget(front: Front, pct: float, expected: int) -> None:
+    assert select(front, Rule(max_params_pct=pct)).number == expected
+
+
+@pytest.mark.parametrize(("floor", "expected"), [(0.82, 1), (0.85, 1), (0.5, 0), (0.9, 2)])
+def test_min_score_takes_fewest_params_above_floor(front: Front, floor: float, expected: int) -> None:
+    assert select(front, Rule(min_score=floor)).number == expected
+
+
+def test_no_match_names_the_closest(front: Front) -> None:
+    with pytest.raises(SelectionError, match=r"share <= 0\.1%; the smallest is trial 0 \(score 0\.8, 2,000 params, "
+                                             r"0\.2%\)"):
+        select(front, Rule(max_params_pct=0.1), study="study 's'")
+    with pytest.raises(SelectionError, match=r"scores >= 0\.95; the best is trial 2 \(score 0\.9, 20,000 params"):
+        select(front, Rule(min_score=0.95))
+
+
+def test_trial_by_number_off_the_front_and_unknown(front: Front) -> None:
+    assert select(front, Rule(trial=3)).number == 3  # completed, dominated: still exportable
+    with pytest.raises(SelectionError, match=r"has no trial 7 \(no trials\)"):
+        select(front, Rule(trial=7))
+
+
+def test_one_rule_at_most() -> None:
+    with pytest.raises(SelectionError, match="at most one"):
+        Rule(trial=1, min_score=0.5)
+
+
+def test_empty_front_says_so() -> None:
+    empty = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE), [])
+    with pytest.raises(SelectionError, match="no trial completed at full fidelity"):
+        select(empty, Rule())
+
+
+def test_ties_prefer_fewer_params_then_lower_number() -> None:
+    objectives = make_objectives(["score", "trainable_params", "train_seconds"], base_params=BASE)
+    a, b = entry(0, 0.9, 5_000), entry(1, 0.9, 3_000)
+    a = FrontEntry(**{**a.__dict__, "objectives": {**a.objectives, "train_seconds": 1.0}})
+    b = FrontEntry(**{**b.__dict__, "objectives": {**b.objectives, "train_seconds": 9.0}})
+    front = compute_front(objectives, [a, b])
+    assert {e.number for e in front.entries} == {0, 1}
+    assert select(front, Rule()).number == 1
+
+
+def test_share_falls_back_to_the_reference_point(front: Front) -> None:
+    bare = entry(5, 0.5, 50_000, share=False)
+    assert share_pct(bare, front) == pytest.approx(5.0)
+    assert share_pct(bare) is None
+
+
+@pytest.mark.parametrize(("plan", "text"), [
+    ({"0": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
+      "1": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
+      "2": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
+      "3": [{"method": "prefix", "length": 16}]}, "L0-2 lora r8 qv; L3 prefix 16"),
+    ({"0-1": [{"method": "lora", "r": 4}], "3": {"method": "serial_adapter", "size": 64}},
+     "L0-1 lora r4 qv; L3 serial 64"),
+    ({"2": [{"method": "ia3"}, {"method": "parallel_adapter", "size": 16}]}, "L2 ia3 kvd + parallel 16"),
+    ({"0": [{"method": "dora", "r": 2, "roles": ["ff_up", "ff_down", "attn_output"]}],
+      "2": [{"method": "dora", "r": 2, "roles": ["ff_up", "ff_down", "attn_output"]}]},
+     "L0 dora r2 udo; L2 dora r2 udo"),
+    ({"all": [{"method": "lora", "r": 2}]}, "all lora r2 qv"),
+    ({}, "head only"),
+    (None, "head only"),
+])
+def test_plan_text(plan: Any, text: str) -> None:
+    assert plan_text(plan) == text
+
+
+def test_plan_text_expands_all_when_the_layer_count_is_known() -> None:
+    plan = {"all": [{"method": "lora", "r": 2}], "2": [{"method": "prefix", "length": 4}]}
+    assert plan_text(plan, num_layers=3) == "L0-1 lora r2 qv; L2 lora r2 qv + prefix 4"
