@@ -236,7 +236,7 @@ def study_delete(
 ) -> None:
     """Delete a study, its trials and results, and its trial checkpoints."""
     from autopeft.cli.results import open_store
-    from autopeft.engine.study import runs_dir_for
+    from autopeft.engine.paths import runs_dir_for
 
     store = open_store(storage)
     _require(store, name)

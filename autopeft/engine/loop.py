@@ -27,6 +27,7 @@ from typing import Any
 from autopeft.engine.definition import StudyDefinition
 from autopeft.engine.executors import Executor, Runner
 from autopeft.engine.front import Front, FrontEntry, compute_front
+from autopeft.engine.paths import trial_dir_for
 from autopeft.engine.progress import Display, NullDisplay, StudyProgress
 from autopeft.engine.strategy import ProposalQueue
 from autopeft.engine.task import OK, TrialOutcome, TrialTask
@@ -199,7 +200,7 @@ class StudyLoop:
         return trial
 
     def _launch(self, s: Suggestion, trial: TrialRecord) -> None:
-        trial_dir = None if self.runs_dir is None else str(self.runs_dir / self.name / f"trial_{trial.number}")
+        trial_dir = None if self.runs_dir is None else str(trial_dir_for(self.runs_dir, self.name, trial.number))
         task = TrialTask(study=self.name, number=trial.number, config=dict(s.config), trial_config=trial.plan,
                          recipe=self.definition.recipe, recipe_dir=self.definition.recipe_dir,
                          fidelity=s.fidelity, trial_dir=trial_dir, threads=self.executor.threads_per_trial())

@@ -18,6 +18,7 @@ from typing import Any
 from autopeft.engine.definition import DEFAULT_OBJECTIVES, TRAINABLE_PARAMS, StudyDefinition, make_objectives
 from autopeft.engine.executors import Runner, make_executor
 from autopeft.engine.loop import Budget, StudyLoop, StudySummary
+from autopeft.engine.paths import runs_dir_for
 from autopeft.engine.progress import Display
 from autopeft.engine.strategy import (
     DEFAULT_STRATEGY,
@@ -59,16 +60,6 @@ def new_study(store: Store, space_path: str | Path, recipe_path: str | Path, *, 
     store.create_study(study_name, space=definition.space_json(), recipe=definition.recipe_json(),
                        objectives=definition.objectives_json(), strategy=strategy, seed=seed)
     return study_name, definition
-
-
-def runs_dir_for(store_url: str) -> Path:
-    """Where trial checkpoints go: `autopeft_runs/` beside a SQLite file, else in the working directory."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(store_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(url.database).resolve().parent / "autopeft_runs"
-    return Path("autopeft_runs").resolve()
 
 
 def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int = 1,

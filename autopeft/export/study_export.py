@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 
 from autopeft.engine.definition import StudyDefinition
 from autopeft.engine.front import FrontEntry, study_front
+from autopeft.engine.paths import runs_dir_for, trial_dir_for
 from autopeft.errors import AutopeftError
 from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, write_bundle
 from autopeft.export.select import Rule, select, share_pct
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from autopeft.train.recipe import TrialConfig, TrialRecipe
 
 PEFT_DIR = "peft"
-RUNS_DIR = "autopeft_runs"
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,8 @@ def public_url(url: str) -> str:
 
 
 def default_trial_dir(storage_url: str, study: str, number: int) -> Path:
-    """`<runs_dir>/<study>/trial_<number>`, runs_dir = `autopeft_runs` beside the SQLite file (else the cwd)."""
-    parsed = make_url(storage_url)
-    base = Path.cwd()
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        base = Path(str(parsed.database)).expanduser().resolve().parent
-    return base / RUNS_DIR / study / f"trial_{number}"
+    """Where the engine put the trial's checkpoint by default (see `autopeft.engine.paths`)."""
+    return trial_dir_for(runs_dir_for(storage_url), study, number)
 
 
 def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path:
