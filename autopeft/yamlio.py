@@ -49,7 +49,7 @@ def describe_validation_error(
     """One line: the dotted field path, pydantic's message, and for unknown fields the accepted ones."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # our validators' messages read as they are
     if first["type"] == "extra_forbidden":
         allowed = _fields_at(model, first["loc"][:-1])
         msg = "unknown field" + (f"; accepted: {', '.join(allowed)}" if allowed else "")

@@ -1,0 +1,149 @@
+"""`autopeft study run | resume | list | show | delete` on a tiny saved BERT with a real SQLite store:
+a whole study through the command line, then its front, resume with a larger budget, and bad input as
+one stderr line with exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autopeft.cli import app
+from autopeft.cli.study import parse_duration
+from autopeft.errors import ConfigError
+from autopeft.store import Store, TrialStatus
+from tests.conftest import tiny_recipe_dict
+
+runner = CliRunner()
+
+TINY_SPACE = {
+    "name": "tiny",
+    "training": {"learning_rate": {"float": [1.0e-3, 1.0e-2], "log": True}},
+    "searched_layers": "1-2",
+    "layers": {"method": {"choices": ["none", "lora", "ia3"]},
+               "rank": {"choices": [2, 4], "when": {"method": ["lora"]}}},
+    "plan": [{"method": "lora", "r": "$rank", "roles": ["query", "value"], "when": {"method": ["lora"]}},
+             {"method": "ia3", "when": {"method": ["ia3"]}}],
+}
+
+
+@pytest.fixture
+def files(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path, str]:
+    recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, fmin=2, fmax=6, threads=1)), encoding="utf-8")
+    space.write_text(yaml.safe_dump(TINY_SPACE), encoding="utf-8")
+    return space, recipe, f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path, Path, str]) -> None:
+    space, recipe, url = files
+    code, out, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "t",
+                          "--storage", url, "--strategy", "hyperband", "--budget", "2", "--executor", "inprocess",
+                          "--seed", "3")
+    assert code == 0, err
+    assert "Pareto front of t" in out and "study t: complete" in out
+
+    store = Store(url)
+    trials = store.trials("t")
+    assert trials and all(t.status in (TrialStatus.COMPLETE, TrialStatus.PRUNED, TrialStatus.FAILED) for t in trials)
+    complete = [t for t in trials if t.status is TrialStatus.COMPLETE]
+    assert complete, "a hyperband study with a budget of 2 full trials finishes at least one"
+    for trial in complete:
+        assert trial.plan is not None and "plan" in trial.plan  # the compiled TrialConfig is stored
+    results = store.results("t", fidelity=6)
+    assert {r.trial_number for r in results} == {t.number for t in complete}
+    for r in results:
+        assert 0.0 <= r.objectives["score"] <= 1.0
+        assert r.objectives["trainable_params"] == r.metrics["trainable_params"] > 0
+        assert Path(r.metrics["trial_dir"]).is_dir()  # the checkpoint a promotion or export reads
+
+    code, out, _ = _run("study", "list", "--storage", url, "--json")
+    listed = json.loads(out)
+    assert code == 0 and [s["name"] for s in listed] == ["t"] and listed[0]["status"] == "complete"
+    code, out, _ = _run("study", "show", "t", "--storage", url, "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["strategy"] == "hyperband" and shown["seed"] == 3
+    assert 2.0 <= shown["budget_used"] < 3.0
+
+    code, out, err = _run("study", "resume", "t", "--storage", url, "--budget", "4", "--executor", "inprocess")
+    assert code == 0, err
+    shown = json.loads(_run("study", "show", "t", "--storage", url, "--json")[1])
+    assert 4.0 <= shown["budget_used"] < 5.0
+    assert len(store.trials("t")) > len(trials)
+
+    code, out, err = _run("study", "delete", "t", "--storage", url, "--yes")
+    assert code == 0, err
+    assert json.loads(_run("study", "list", "--storage", url, "--json")[1]) == []
+    assert not (Path(url.removeprefix("sqlite:///")).parent / "autopeft_runs" / "t").exists()
+
+
+def _one_line_error(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {output!r}"
+    assert lines[0].startswith("error: ") and "Traceback" not in output
+    return lines[0]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--strategy", "bayes"], "strategy: unknown strategy 'bayes'; accepted: mobo-hyperband, mobo, hyperband"),
+    (["--objectives", "score,accuracy"], "objectives: 'accuracy' is not an objective; accepted: score"),
+    (["--budget", "0"], "budget: must be > 0"),
+    (["--max-time", "soon"], "max-time: 'soon' is not a duration"),
+])
+def test_bad_options_are_one_line_and_create_no_study(files: tuple[Path, Path, str], extra: list[str],
+                                                      expected: str) -> None:
+    space, recipe, url = files
+    code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "bad",
+                        "--storage", url, *extra)
+    assert code == 2
+    assert expected in _one_line_error(err)
+    assert Store(url).list_studies() == []
+
+
+def test_a_space_that_does_not_fit_the_model_names_the_file_and_field(files: tuple[Path, Path, str]) -> None:
+    space, recipe, url = files
+    space.write_text(yaml.safe_dump({**TINY_SPACE, "searched_layers": "3-5"}), encoding="utf-8")
+    code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--storage", url)
+    assert code == 2
+    line = _one_line_error(err)
+    assert "searched_layers" in line
+    assert Store(url).list_studies() == []
+
+
+def test_missing_files_and_unknown_studies(files: tuple[Path, Path, str]) -> None:
+    _, recipe, url = files
+    code, _, err = _run("study", "run", "--space", "nope.yaml", "--trial", str(recipe), "--storage", url)
+    assert code == 2 and "--space: no such file: nope.yaml" in _one_line_error(err)
+    Store(url).create_study("other")
+    code, _, err = _run("study", "show", "missing", "--storage", url)
+    assert code == 2 and "no study 'missing'" in _one_line_error(err) and "other" in err
+    code, _, err = _run("study", "resume", "missing", "--storage", url)
+    assert code == 2
+
+
+def test_resuming_a_study_marked_running_needs_force(files: tuple[Path, Path, str]) -> None:
+    space, recipe, url = files
+    from autopeft.engine.study import new_study
+
+    store = Store(url)
+    new_study(store, space, recipe, name="r", strategy="random", budget=1)
+    code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess")
+    assert code == 2 and "--force" in _one_line_error(err)
+    code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess", "--force")
+    assert code == 0, err
+    assert store.get_study("r").status.value == "complete"
+
+
+def test_durations() -> None:
+    assert parse_duration("90") == 90 and parse_duration("30m") == 1800 and parse_duration("2h") == 7200
+    assert parse_duration(None) is None
+    with pytest.raises(ConfigError, match="max-time"):
+        parse_duration("-3s")
