@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from typer.core import TyperGroup
 
 from autopeft.errors import AutopeftError
 from autopeft.train.verbosity import VERBOSE_ENV
+
+if TYPE_CHECKING:
+    from autopeft.store import Store
 
 err_console = Console(stderr=True)
 console = Console()
@@ -54,3 +58,27 @@ def progress_bar(enabled: bool) -> AbstractContextManager[Any]:
         return nullcontext(None)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=err_console, transient=True)
+
+
+STORAGE_ENV = "AUTOPEFT_STORAGE"
+#: The `--storage` option every study command takes (default `sqlite:///autopeft.db`, or $AUTOPEFT_STORAGE).
+Storage = Annotated[str, typer.Option("--storage", envvar=STORAGE_ENV,
+                                      help="Store URL: sqlite:///FILE (default) or postgresql+psycopg://...")]
+
+
+def open_store(url: str) -> Store:
+    """The store at `url`; a missing SQLite file is an error here (reading must not create an empty store)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from autopeft.store import Store, StoreError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{url!r} is not a database URL (e.g. sqlite:///autopeft.db)") from None
+    database = parsed.database
+    on_disk = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if on_disk and not Path(str(database)).expanduser().is_file():
+        raise StoreError(f"no store at {database} ({url}); run a study first or pass --storage")
+    return Store(url)

@@ -12,38 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from autopeft.cli.app import app, console, err_console, progress_bar
+from autopeft.cli.app import Storage, app, console, err_console, open_store, progress_bar
 from autopeft.store import DEFAULT_URL
 
 if TYPE_CHECKING:
     from autopeft.engine.front import Front, FrontEntry
-    from autopeft.store import Store
 
-Storage = Annotated[str, typer.Option("--storage", help="Store URL (SQLite file or PostgreSQL).")]
 
 
 class Format(str, enum.Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def open_store(url: str) -> Store:
-    """The store at `url`; a missing SQLite file is an error here (reading must not create an empty store)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from autopeft.store import Store, StoreError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"{url!r} is not a database URL (e.g. sqlite:///autopeft.db)") from None
-    database = parsed.database
-    on_disk = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-    if on_disk and not Path(str(database)).expanduser().is_file():
-        raise StoreError(f"no store at {database} ({url}); run a study first or pass --storage")
-    return Store(url)
 
 
 # -- pareto --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from autopeft.cli.app import app, console, err_console
+from autopeft.cli.app import Storage, app, console, err_console, open_store
 from autopeft.engine.strategy import DEFAULT_STRATEGY, STRATEGIES
 from autopeft.errors import ConfigError
 from autopeft.store import DEFAULT_URL
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 study_app = typer.Typer(no_args_is_help=True, help="Run, resume and manage studies.")
 app.add_typer(study_app, name="study")
 
-STORAGE_ENV = "AUTOPEFT_STORAGE"
-Storage = Annotated[str, typer.Option("--storage", envvar=STORAGE_ENV,
-                                      help="Store URL: sqlite:///FILE (default) or postgresql+psycopg://...")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training budget in full-fidelity trials.")]
 MaxTime = Annotated[str | None, typer.Option("--max-time", help="Wall-time limit: 90s, 30m, 2h (or seconds).")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Trials run in parallel (local process pool).")]
@@ -122,7 +119,6 @@ def study_resume(
     quiet: Quiet = False,
 ) -> None:
     """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
-    from autopeft.cli.results import open_store
     from autopeft.engine.study import run_study
 
     store = open_store(storage)
@@ -138,7 +134,6 @@ def study_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every study in the store, with its status, trial counts and best score."""
-    from autopeft.cli.results import open_store
 
     store = open_store(storage)
     rows = [_overview(store, record.name) for record in store.list_studies()]
@@ -191,7 +186,6 @@ def study_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A study's definition, progress and current front."""
-    from autopeft.cli.results import open_store
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.front import study_front
     from autopeft.engine.progress import front_table
@@ -235,7 +229,6 @@ def study_delete(
     runs_dir: RunsDir = None,
 ) -> None:
     """Delete a study, its trials and results, and its trial checkpoints."""
-    from autopeft.cli.results import open_store
     from autopeft.engine.paths import runs_dir_for
 
     store = open_store(storage)
