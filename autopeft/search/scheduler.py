@@ -187,6 +187,16 @@ class _TrialBook:
         configs = list(self.propose(1))
         return dict(configs[0]) if configs else None
 
+    def restorable(self, trials: Sequence[RestoredTrial]) -> list[RestoredTrial]:
+        """Stored trials in id order, checked: a scheduler restores once, from ids 0..n-1."""
+        if self.trials:
+            raise RuntimeError("restore() needs a fresh scheduler")
+        ordered = sorted(trials, key=lambda t: t.trial_id)
+        for expected, stored in enumerate(ordered):
+            if stored.trial_id != expected:
+                raise ValueError(f"stored trial ids must be 0..n-1; trial {expected} is missing")
+        return ordered
+
     def running(self, trial_id: int) -> _Trial:
         """The trial a result is reported for; it must have been started and not failed or stopped."""
         if trial_id not in self.trials:
@@ -353,14 +363,10 @@ class MultiObjectiveHyperband(Scheduler):
         (it had not reported yet) is re-assigned one. Rung populations are filled in the order the
         results arrived, so the promotion quota and ranking see what they saw before the stop.
         """
-        if self._book.trials:
-            raise RuntimeError("restore() needs a fresh scheduler")
         arrivals: list[tuple[int, int, int, dict[str, float]]] = []  # (order, trial, rung, values)
         resubmit: list[Suggestion] = []
         names = [o.name for o in self.objectives]
-        for expected, stored in enumerate(sorted(trials, key=lambda t: t.trial_id)):
-            if stored.trial_id != expected:
-                raise ValueError(f"stored trial ids must be 0..n-1; trial {expected} is missing")
+        for stored in self._book.restorable(trials):
             reached = [current_rung(f, self.levels) for f, _ in stored.results]
             bracket = stored.bracket if stored.bracket is not None else min(reached, default=None)
             if bracket is None:
@@ -478,12 +484,8 @@ class FullFidelity(Scheduler):
 
     def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
         """Statuses from stored trials; trials that were running start again from their checkpoint."""
-        if self._book.trials:
-            raise RuntimeError("restore() needs a fresh scheduler")
         resubmit = []
-        for expected, stored in enumerate(sorted(trials, key=lambda t: t.trial_id)):
-            if stored.trial_id != expected:
-                raise ValueError(f"stored trial ids must be 0..n-1; trial {expected} is missing")
+        for stored in self._book.restorable(trials):
             trial = _Trial(config=dict(stored.config), bracket=0, target=self.max_fidelity)
             trial.reported = {f: dict(v) for f, v in stored.results}
             self._book.trials[stored.trial_id] = trial
