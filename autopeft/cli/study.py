@@ -26,7 +26,7 @@ app.add_typer(study_app, name="study")
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training budget in full-fidelity trials.")]
 MaxTime = Annotated[str | None, typer.Option("--max-time", help="Wall-time limit: 90s, 30m, 2h (or seconds).")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Trials run in parallel (local process pool).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No live display; print the front at the end.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; print the front at the end.")]
 Executor = Annotated[str, typer.Option("--executor", help="local (process pool) or inprocess (debugging).")]
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
                                               "beside the SQLite file).")]
@@ -49,9 +49,11 @@ def _budget(budget: float | None, max_time: str | None) -> Budget:
 
 
 def _display(quiet: bool) -> Any:
-    from autopeft.engine.progress import LiveDisplay, NullDisplay
+    from autopeft.engine.progress import LineDisplay, LiveDisplay, NullDisplay
 
-    return NullDisplay() if quiet or not err_console.is_terminal else LiveDisplay(err_console)
+    if quiet:
+        return NullDisplay()
+    return LiveDisplay(err_console) if err_console.is_terminal else LineDisplay(err_console)
 
 
 def _print_summary(summary: StudySummary, storage: str) -> None:

@@ -100,6 +100,30 @@ class NullDisplay:
         return None
 
 
+class LineDisplay:
+    """One headline per change on stderr, for logs and pipes where a live table cannot redraw."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._last = ""
+
+    def __enter__(self) -> LineDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, progress: StudyProgress) -> None:
+        line = progress.headline()
+        key = line.rsplit("·", 1)[0]  # the clock alone changing is not news
+        if key != self._last:
+            self._last = key
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+    def finish(self, progress: StudyProgress) -> None:
+        return None
+
+
 class LiveDisplay:
     """A headline and the front, redrawn in place as results arrive (rich `Live`, on stderr)."""
 

@@ -134,3 +134,21 @@ def test_a_pool_of_worker_processes_runs_trials_in_parallel(tmp_path: Path) -> N
     assert summary.counts["complete"] + summary.counts["failed"] >= 4
     pids = {r.metrics["pid"] for r in store.results("p")}
     assert len(pids) == 2  # both workers trained
+
+
+def test_progress_lines_follow_the_study(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from autopeft.engine.progress import LineDisplay
+
+    out = io.StringIO()
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    definition = _study(store, "d", strategy="random")
+    loop = _loop(store, "d", definition, budget=3, strategy="random")
+    loop.display = LineDisplay(Console(file=out, width=200))
+    summary = loop.run()
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("d: ") for line in lines)
+    assert f"{summary.counts['complete']} complete" in lines[-1] and "budget 3.0/3 full trials" in lines[-1]
