@@ -30,3 +30,17 @@ def test_trial_throughput_quick(glue_dir: Path, tmp_path: Path) -> None:
     assert case["ours"]["trainable_params"] == case["peers"]["peft_grouped"]["trainable_params"]
     assert abs(case["ours"]["final_loss"] - case["peers"]["peft_grouped"]["final_loss"]) < 0.1
     assert case["ratio_vs_peft_grouped"] > 0
+
+
+def test_strategies_quick(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/strategies.py"), "--quick", "--out",
+                           str(tmp_path / "s.json")], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "s_quick.json").read_text())
+    assert report["quick"] is True and report["reference_hv"] > 0
+    rows = {row["strategy"]: row for row in report["strategies"]}
+    assert set(rows) == {"random", "hyperband", "tpe"}
+    for name, row in rows.items():
+        assert 0 < row["hv_share_median"] <= 2, name
+        assert row["full_trials_median"] >= 1 and row["ratio_vs_tpe"] > 0
+    assert rows["hyperband"]["trials_median"] > rows["random"]["trials_median"]  # early stopping buys trials
