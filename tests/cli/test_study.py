@@ -147,3 +147,19 @@ def test_durations() -> None:
     assert parse_duration(None) is None
     with pytest.raises(ConfigError, match="max-time"):
         parse_duration("-3s")
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "hyperband"])
+def test_a_single_objective_study_runs_the_same_way(files: tuple[Path, Path, str], strategy: str) -> None:
+    space, recipe, url = files
+    code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "one",
+                          "--storage", url, "--strategy", strategy, "--budget", "2", "--executor", "inprocess",
+                          "--objectives", "score")
+    assert code == 0, err
+    store = Store(url)
+    assert [o["name"] for o in store.get_study("one").objectives] == ["score"]
+    results = store.results("one")
+    assert results and all(set(r.objectives) == {"score"} for r in results)
+    front = json.loads(_run("pareto", "one", "--storage", url, "--format", "json")[1])
+    best = max(r.objectives["score"] for r in store.results("one", fidelity=6))
+    assert front and {row["score"] for row in front} == {best}  # one objective: the front is the best (ties kept)
