@@ -148,13 +148,24 @@ class SearchSpace(BaseModel):
         plan: dict[str, list[dict[str, Any]]] = {}
         for i in self.layer_indices(num_layers):
             local = {name: config[f"layer_{i}.{name}"] for name in self.layers if f"layer_{i}.{name}" in config}
-            values = {**training, **local}
-            for entry in self.plan:
-                if all(c.param in values and c.holds(values[c.param]) for c in entry.when):
-                    method = {k: values[v[1:]] if _is_ref(v) else v for k, v in entry.fields.items()}
-                    if method.get("method") not in (None, "none"):
-                        plan.setdefault(str(i), []).append(method)
+            methods = self.layer_methods({**training, **local})
+            if methods:
+                plan[str(i)] = methods
         return TrialConfig.model_validate({"plan": plan, **training})
+
+    def layer_methods(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One layer's methods: the plan entries whose `when` holds, `$refs` filled from ``values``.
+
+        ``values`` maps parameter names (training and this layer's, unprefixed) to values; a `$ref`
+        missing from it raises `KeyError` with the parameter's name.
+        """
+        methods = []
+        for entry in self.plan:
+            if all(c.param in values and c.holds(values[c.param]) for c in entry.when):
+                method = {k: values[v[1:]] if _is_ref(v) else v for k, v in entry.fields.items()}
+                if method.get("method") not in (None, "none"):
+                    methods.append(method)
+        return methods
 
 
 def _is_ref(value: Any) -> bool:

@@ -216,17 +216,12 @@ class ParamCounter:
             if not params[ref].contains(value):
                 field = ref if ref in self.space.training else f"layer_{index}.{ref}"
                 raise ConfigError(f"{value!r} is not {params[ref].describe()}", source=self.source, field=field)
-        methods: list[dict[str, Any]] = []
-        for entry in self.space.plan:
-            if all(c.param in values and c.holds(values[c.param]) for c in entry.when):
-                spec: dict[str, Any] = {}
-                for k, v in entry.fields.items():
-                    if _is_ref(v) and v[1:] not in values:
-                        field = v[1:] if v[1:] in self.space.training else f"layer_{index}.{v[1:]}"
-                        raise ConfigError("missing from the configuration", source=self.source, field=field)
-                    spec[k] = values[v[1:]] if _is_ref(v) else v
-                if spec.get("method") not in (None, "none"):
-                    methods.append(spec)
+        try:
+            methods = self.space.layer_methods(values)
+        except KeyError as err:
+            ref = str(err.args[0])
+            field = ref if ref in self.space.training else f"layer_{index}.{ref}"
+            raise ConfigError("missing from the configuration", source=self.source, field=field) from None
         if not methods:
             return ()
         plan = PeftPlan.from_selectors({index: methods}, self.num_layers, source=self.source)
