@@ -96,8 +96,16 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
+    pool = make_executor(executor, workers)
+    if pool.threads_per_trial() is not None:
+        import torch
+
+        # The workers hold the cores. BO's small matrices gain nothing from more threads here and lose
+        # badly to oversubscription: with 2 cores and 2 busy workers, one acquisition step took ~50 s
+        # with torch's default 2 threads and 0.2 s with 1.
+        torch.set_num_threads(1)
     loop = StudyLoop(store=store, name=name, definition=definition, scheduler_factory=scheduler_factory,
-                     sampler=sampler, executor=make_executor(executor, workers), runner=runner or run_trial,
+                     sampler=sampler, executor=pool, runner=runner or run_trial,
                      compile_config=compile_config, budget=budget, runs_dir=runs_dir or runs_dir_for(store.url),
                      display=display)
     has_trials = bool(store.trials(name))
