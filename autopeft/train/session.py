@@ -52,8 +52,12 @@ class TrainingSession:
             torch.backends.cuda.enable_cudnn_sdp(False)
         if self.training.threads:
             torch.set_num_threads(self.training.threads)
+        # Settings that change only speed stay out of it: a study's worker (1 thread) and `export`
+        # or `train` (all cores) must see the same trial.
+        speed_only = {"threads", "eval_batch_size", "cache_max_mb", "device"}
         self.fingerprint = config_fingerprint({"config": config.model_dump(mode="json"),
-                                               "recipe": recipe.model_dump(mode="json")})
+                                               "recipe": recipe.model_dump(mode="json",
+                                                                           exclude={"training": speed_only})})
 
         self.task = load_task(recipe.task, recipe.base_dir)
         self.tokenizer = load_tokenizer(recipe.model, recipe.base_dir)

@@ -163,3 +163,19 @@ def test_a_single_objective_study_runs_the_same_way(files: tuple[Path, Path, str
     front = json.loads(_run("pareto", "one", "--storage", url, "--format", "json")[1])
     best = max(r.objectives["score"] for r in store.results("one", fidelity=6))
     assert front and {row["score"] for row in front} == {best}  # one objective: the front is the best (ties kept)
+
+
+def test_export_after_a_pooled_study_carries_the_trained_weights(files: tuple[Path, Path, str]) -> None:
+    """Workers train with their own thread count; the checkpoint must still be the exported trial's."""
+    space, recipe, url = files
+    lora_only = {**TINY_SPACE, "layers": {"method": {"choices": ["lora"]}, "rank": {"choices": [2, 4]}},
+                 "plan": [{"method": "lora", "r": "$rank", "roles": ["query", "value"]}]}
+    space.write_text(yaml.safe_dump(lora_only), encoding="utf-8")
+    code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "w",
+                        "--storage", url, "--strategy", "random", "--budget", "1", "--workers", "1")
+    assert code == 0, err
+    out = space.parent / "best"
+    code, stdout, err = _run("export", "w", "--out", str(out), "--storage", url)
+    assert code == 0, err
+    assert (out / "peft" / "adapter_config.json").is_file()
+    assert (out / "peft" / "adapter_model.safetensors").is_file(), stdout

@@ -151,6 +151,15 @@ def test_trial_dir_of_another_config_is_refused(tiny_model_dir: Path, tmp_path: 
         other.run(8)
 
 
+def test_a_state_saved_with_other_threads_is_the_same_trial(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A study's worker trains with 1 thread; `export` reads its state in a process with all cores."""
+    recipe, config = _recipe(tiny_model_dir), _config()
+    one_thread = recipe.model_copy(update={"training": recipe.training.model_copy(update={"threads": 1})})
+    TrialJob(one_thread, config, trial_dir=tmp_path).run(4)
+    default_threads = recipe.model_copy(update={"training": recipe.training.model_copy(update={"threads": None})})
+    assert TrialJob(default_threads, config, trial_dir=tmp_path).session.step == 4
+
+
 def test_trial_dir_of_another_recipe_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = _config()
     TrialJob(_recipe(tiny_model_dir), config, trial_dir=tmp_path).run(4)
