@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopeft.errors import ConfigError
+from autopeft.search.full_fidelity import FullFidelity
 from autopeft.search.history import History
+from autopeft.search.hyperband import MultiObjectiveHyperband
 from autopeft.search.pareto import Objective
 from autopeft.search.samplers.base import Feasible, KnownObjective, Sampler
-from autopeft.search.scheduler import FullFidelity, MultiObjectiveHyperband, Propose, Scheduler
+from autopeft.search.scheduler import Propose, Scheduler
 from autopeft.space.params import Param
 
 #: strategy -> (sampler name, multi-fidelity?)

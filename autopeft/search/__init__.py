@@ -1,5 +1,7 @@
 """Search: samplers, the multi-objective Hyperband scheduler, and Pareto utilities (no torch imports)."""
 
+from autopeft.search.full_fidelity import FullFidelity
+from autopeft.search.hyperband import MultiObjectiveASHA, MultiObjectiveHyperband
 from autopeft.search.pareto import (
     Direction,
     Objective,
@@ -25,14 +27,13 @@ from autopeft.search.rungs import (
 )
 from autopeft.search.scheduler import (
     Decision,
-    FullFidelity,
-    MultiObjectiveASHA,
-    MultiObjectiveHyperband,
     ParetoRanking,
     Ranking,
+    RestoredTrial,
     Scheduler,
     Suggestion,
     SuggestionKind,
+    TrialState,
 )
 
 __all__ = [
@@ -44,10 +45,12 @@ __all__ = [
     "Objective",
     "ParetoRanking",
     "Ranking",
+    "RestoredTrial",
     "Scheduler",
     "Suggestion",
     "SuggestionKind",
     "TieBreak",
+    "TrialState",
     "bracket_distribution",
     "bracket_rungs",
     "crowding_distance",

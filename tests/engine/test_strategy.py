@@ -12,7 +12,7 @@ from autopeft.engine.executors import InProcessExecutor
 from autopeft.engine.loop import Budget, StudyLoop
 from autopeft.engine.strategy import STRATEGIES, check_strategy, make_sampler_for, make_scheduler
 from autopeft.errors import ConfigError
-from autopeft.search.scheduler import FullFidelity, MultiObjectiveHyperband
+from autopeft.search import FullFidelity, MultiObjectiveHyperband
 from autopeft.store import Store, StudyStatus
 from tests.engine.synthetic import DIMS, MAX_F, objectives, synthetic_runner
 

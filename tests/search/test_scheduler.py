@@ -16,6 +16,16 @@ import numpy as np
 import pytest
 
 from autopeft.errors import ConfigError
+from autopeft.search import (
+    Decision,
+    FullFidelity,
+    MultiObjectiveASHA,
+    MultiObjectiveHyperband,
+    ParetoRanking,
+    Scheduler,
+    Suggestion,
+    SuggestionKind,
+)
 from autopeft.search.pareto import (
     Direction,
     Objective,
@@ -26,16 +36,6 @@ from autopeft.search.pareto import (
     to_minimization,
 )
 from autopeft.search.rungs import bracket_distribution, promotion_quota, rung_levels
-from autopeft.search.scheduler import (
-    Decision,
-    FullFidelity,
-    MultiObjectiveASHA,
-    MultiObjectiveHyperband,
-    ParetoRanking,
-    Scheduler,
-    Suggestion,
-    SuggestionKind,
-)
 
 SCORE = Objective("score", Direction.MAXIMIZE, reference=0.0)
 PARAMS = Objective("params", Direction.MINIMIZE, reference=1.2e6)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autopeft.search.scheduler import (
+from autopeft.search import (
     Decision,
     FullFidelity,
     MultiObjectiveHyperband,

@@ -1,0 +1,254 @@
+"""Multi-objective Hyperband and ASHA (asynchronous, promotion type), with Pareto promotion at every rung."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from autopeft.errors import ConfigError
+from autopeft.search.pareto import Objective, TieBreak
+from autopeft.search.rungs import (
+    bracket_distribution,
+    current_rung,
+    promotion_quota,
+    rung_levels,
+    validate_fidelities,
+)
+from autopeft.search.scheduler import (
+    Decision,
+    EntryStatus,
+    ParetoRanking,
+    Propose,
+    Ranking,
+    RestoredTrial,
+    Scheduler,
+    Suggestion,
+    SuggestionKind,
+    TrialBook,
+    TrialEntry,
+    TrialState,
+    clean_objectives,
+)
+
+_RESTORED_STATUS = {TrialState.PAUSED: EntryStatus.PAUSED, TrialState.FINISHED: EntryStatus.DONE,
+                    TrialState.FAILED: EntryStatus.FAILED, TrialState.RUNNING: EntryStatus.RUNNING}
+
+
+class MultiObjectiveHyperband(Scheduler):
+    """Asynchronous multi-objective Hyperband (Hyperband-ASHA style) with promotion, as Syne Tune's.
+
+    Every new trial is assigned a bracket ``s`` (``bracket_assignment="hyperband"``: sampled with
+    `bracket_distribution`, seeded; ``"round_robin"``: 0, 1, ..., s_max, 0, ...) and starts at rung
+    ``s``. Brackets never wait for each other: within a bracket, a trial paused at rung ``r`` is
+    promoted to ``r + 1`` once it is among the top ``floor(n_r / eta)`` of the ``n_r`` results that
+    bracket has at rung ``r``, ranked by ``ranking`` over all objectives. `suggest` returns such a
+    promotion first (highest rung first, then lowest bracket), else starts a new trial.
+
+    A failed trial (`on_trial_error`, or a NaN objective) is never promoted; its earlier results stay
+    in their rungs' populations, since they were measured, so the slot it held is not handed on.
+    """
+
+    def __init__(
+        self,
+        *,
+        propose: Propose,
+        objectives: Sequence[Objective],
+        min_fidelity: int,
+        max_fidelity: int,
+        eta: float = 3,
+        tie_break: TieBreak | str = TieBreak.CROWDING,
+        ranking: Ranking | None = None,
+        max_trials: int | None = None,
+        bracket_assignment: str = "hyperband",
+        seed: int | None = None,
+    ) -> None:
+        validate_fidelities(min_fidelity, max_fidelity, eta)
+        if bracket_assignment not in ("hyperband", "round_robin"):
+            raise ConfigError(
+                f"must be 'hyperband' or 'round_robin', got {bracket_assignment!r}", field="bracket_assignment"
+            )
+        self.objectives = tuple(objectives)
+        self.ranking: Ranking = ranking if ranking is not None else ParetoRanking(objectives, tie_break=tie_break)
+        self.eta = eta
+        self.levels = rung_levels(min_fidelity, max_fidelity, eta)
+        self.bracket_assignment = bracket_assignment
+        self._book = TrialBook(propose, max_trials)
+        self._rng = np.random.default_rng(seed)
+        self._probs = bracket_distribution(self.num_brackets, eta)
+        # (bracket, rung) -> trial id -> result, in order of arrival; and who already moved on
+        self._rungs: dict[tuple[int, int], dict[int, dict[str, float]]] = {}
+        self._promoted: dict[tuple[int, int], set[int]] = {}
+        self._top_cache: dict[tuple[int, int], tuple[int, list[int]]] = {}  # rung -> (its size, top trial ids)
+
+    @property
+    def num_brackets(self) -> int:
+        """How many brackets new trials are spread over (1 for ASHA)."""
+        return len(self.levels)
+
+    @property
+    def max_fidelity(self) -> int:
+        """The last rung: where trials finish."""
+        return self.levels[-1]
+
+    def _next_bracket(self) -> int:
+        """The bracket of the next new trial."""
+        if self.num_brackets == 1:
+            return 0
+        if self.bracket_assignment == "round_robin":
+            return len(self._book.trials) % self.num_brackets
+        return int(self._rng.choice(self.num_brackets, p=self._probs))
+
+    def rung_results(self, rung: int, bracket: int = 0) -> dict[int, dict[str, float]]:
+        """A copy of the results recorded at ``rung`` of ``bracket``, by trial id, in order of arrival."""
+        return {tid: dict(r) for tid, r in self._rungs.get((bracket, rung), {}).items()}
+
+    def _top(self, bracket: int, rung: int, k: int) -> list[int]:
+        """The ids of the top ``k`` at a rung; ranked again only when the rung has grown, since it only grows."""
+        table = self._rungs[(bracket, rung)]
+        cached = self._top_cache.get((bracket, rung))
+        if cached is None or cached[0] != len(table):
+            ids = list(table)
+            cached = (len(table), [ids[i] for i in self.ranking.top(k, [table[t] for t in ids])])
+            self._top_cache[(bracket, rung)] = cached
+        return cached[1]
+
+    def _promotion(self) -> Suggestion | None:
+        """The best paused trial that the rule lets move on, scanning the highest rungs first."""
+        keys = sorted(self._rungs, key=lambda br: (-br[1], br[0]))
+        for bracket, rung in keys:
+            if rung >= len(self.levels) - 1:
+                continue
+            k = promotion_quota(len(self._rungs[(bracket, rung)]), self.eta)
+            promoted = self._promoted.setdefault((bracket, rung), set())
+            if k <= len(promoted):
+                continue
+            for tid in self._top(bracket, rung, k):
+                trial = self._book.trials[tid]
+                if tid in promoted or trial.status is not EntryStatus.PAUSED:
+                    continue
+                promoted.add(tid)
+                trial.status = EntryStatus.RUNNING
+                trial.target = self.levels[rung + 1]
+                return Suggestion(
+                    SuggestionKind.RESUME, tid, dict(trial.config), trial.target, bracket, rung + 1, self.levels[rung]
+                )
+        return None
+
+    def suggest(self) -> Suggestion | None:
+        """A promotion if one is due, else a new trial at the lowest rung of its bracket, else None."""
+        promotion = self._promotion()
+        if promotion is not None:
+            return promotion
+        config = self._book.new_config()
+        if config is None:
+            return None
+        bracket = self._next_bracket()
+        tid = len(self._book.trials)
+        self._book.trials[tid] = TrialEntry(config=config, bracket=bracket, target=self.levels[bracket])
+        return Suggestion(SuggestionKind.START, tid, dict(config), self.levels[bracket], bracket, bracket)
+
+    def on_trial_result(self, trial_id: int, fidelity: int, objectives: Mapping[str, float]) -> Decision:
+        """Record rung results; PAUSE at a rung below max, STOP at max, CONTINUE in between."""
+        trial = self._book.running(trial_id)
+        if fidelity > self.max_fidelity:
+            raise ValueError(f"trial {trial_id}: fidelity {fidelity} exceeds the maximum {self.max_fidelity}")
+        values = clean_objectives(objectives, [o.name for o in self.objectives], trial_id)
+        if values is None:
+            trial.status = EntryStatus.FAILED
+            return Decision.STOP
+        rung = current_rung(fidelity, self.levels)
+        if rung >= trial.bracket and fidelity == self.levels[rung] and fidelity not in trial.reported:
+            trial.reported[fidelity] = values
+            self._rungs.setdefault((trial.bracket, rung), {})[trial_id] = values
+        if fidelity < trial.target:
+            return Decision.CONTINUE
+        if fidelity >= self.max_fidelity:
+            trial.status = EntryStatus.DONE
+            return Decision.STOP
+        trial.status = EntryStatus.PAUSED
+        return Decision.PAUSE
+
+    def on_trial_error(self, trial_id: int) -> None:
+        """Mark the trial failed so it is never promoted (unknown ids raise KeyError)."""
+        if trial_id not in self._book.trials:
+            raise KeyError(f"unknown trial {trial_id}")
+        self._book.trials[trial_id].status = EntryStatus.FAILED
+
+    def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
+        """Rungs, promotions and statuses from stored trials; the bracket draws continue from a fresh seed.
+
+        A trial's bracket is the stored one, or the rung of its first result; a trial with neither
+        (it had not reported yet) is re-assigned one. Rung populations are filled in the order the
+        results arrived, so the promotion quota and ranking see what they saw before the stop.
+        """
+        arrivals: list[tuple[int, int, int, dict[str, float]]] = []  # (order, trial, rung, values)
+        resubmit: list[Suggestion] = []
+        names = [o.name for o in self.objectives]
+        for stored in self._book.restorable(trials):
+            reached = [current_rung(f, self.levels) for f, _ in stored.results]
+            bracket = stored.bracket if stored.bracket is not None else min(reached, default=None)
+            if bracket is None:
+                bracket = self._next_bracket()
+            top = max(reached, default=-1)
+            target = self.levels[bracket] if top < bracket else self.levels[min(top + 1, len(self.levels) - 1)]
+            trial = TrialEntry(config=dict(stored.config), bracket=bracket, target=target)
+            self._book.trials[stored.trial_id] = trial
+            for (fidelity, values), rung in zip(stored.results, reached, strict=True):
+                clean = clean_objectives(values, names, stored.trial_id)
+                if clean is not None and rung >= bracket and fidelity == self.levels[rung]:
+                    trial.reported[fidelity] = clean
+                    arrivals.append((len(arrivals), stored.trial_id, rung, clean))
+            # Promoted from every rung below the one it trains towards (or reached).
+            for rung in range(bracket, current_rung(target, self.levels)):
+                if rung < top or stored.state is TrialState.RUNNING:
+                    self._promoted.setdefault((bracket, rung), set()).add(stored.trial_id)
+            trial.status = _RESTORED_STATUS[stored.state]
+            if stored.state is TrialState.PAUSED and top >= len(self.levels) - 1:
+                trial.status = EntryStatus.DONE
+            if trial.status is EntryStatus.RUNNING:
+                if target in trial.reported:  # it reported its target before the stop: nothing to redo
+                    trial.status = EntryStatus.DONE if target >= self.max_fidelity else EntryStatus.PAUSED
+                    continue
+                start = top >= bracket
+                resubmit.append(Suggestion(SuggestionKind.RESUME if start else SuggestionKind.START,
+                                           stored.trial_id, dict(trial.config), target, bracket,
+                                           current_rung(target, self.levels),
+                                           self.levels[top] if start else None))
+        for _, tid, rung, values in arrivals:
+            self._rungs.setdefault((self._book.trials[tid].bracket, rung), {})[tid] = values
+        return resubmit
+
+
+class MultiObjectiveASHA(MultiObjectiveHyperband):
+    """Asynchronous successive halving (promotion type) with multi-objective promotion: one bracket.
+
+    Hyperband with every trial in bracket 0, so every new trial starts at the minimum fidelity.
+    """
+
+    def __init__(
+        self,
+        *,
+        propose: Propose,
+        objectives: Sequence[Objective],
+        min_fidelity: int,
+        max_fidelity: int,
+        eta: float = 3,
+        tie_break: TieBreak | str = TieBreak.CROWDING,
+        ranking: Ranking | None = None,
+        max_trials: int | None = None,
+    ) -> None:
+        super().__init__(
+            propose=propose,
+            objectives=objectives,
+            min_fidelity=min_fidelity,
+            max_fidelity=max_fidelity,
+            eta=eta,
+            tie_break=tie_break,
+            ranking=ranking,
+            max_trials=max_trials,
+        )
+
+    def _next_bracket(self) -> int:
+        """Always bracket 0: ASHA is the most aggressive Hyperband bracket on its own."""
+        return 0
