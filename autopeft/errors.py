@@ -36,3 +36,9 @@ class DataError(AutopeftError, ValueError):
 
 class TrialFailedError(AutopeftError, RuntimeError):
     """A trial could not finish (non-finite loss, out of memory, ...); recorded, never fatal to a study."""
+
+
+def describe_exception(err: BaseException) -> str:
+    """`Type: first line of the message`, for a failed trial's `error` (one line, as the store keeps it)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

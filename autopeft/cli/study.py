@@ -190,6 +190,7 @@ def study_show(
     """A study's definition, progress and current front."""
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.front import study_front
+    from autopeft.engine.loop import budget_spent
     from autopeft.engine.progress import front_table
 
     store = open_store(storage)
@@ -197,7 +198,7 @@ def study_show(
     record = store.get_study(name)
     definition = StudyDefinition.from_record(record)
     overview = _overview(store, name)
-    used = _budget_used(store, name, definition.max_fidelity)
+    used = budget_spent(store.results(name), definition.max_fidelity)
     details = {**overview, "space": definition.space_path, "recipe": definition.recipe_path, "seed": record.seed,
                "objectives": definition.objectives_json(), "options": dict(definition.options),
                "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()}}
@@ -214,13 +215,6 @@ def study_show(
     table.add_row("budget used", f"{used:.2f}" + (f" of {budget:g}" if budget else "") + " full trials")
     console.print(table)
     console.print(front_table(study_front(store, name), limit=None))
-
-
-def _budget_used(store: Store, name: str, max_fidelity: int) -> float:
-    reached: dict[int, int] = {}
-    for result in store.results(name):
-        reached[result.trial_number] = max(reached.get(result.trial_number, 0), result.fidelity)
-    return sum(reached.values()) / max_fidelity
 
 
 @study_app.command("delete")

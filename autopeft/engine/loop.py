@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -31,11 +31,11 @@ from autopeft.engine.paths import trial_dir_for
 from autopeft.engine.progress import Display, NullDisplay, StudyProgress
 from autopeft.engine.strategy import ProposalQueue
 from autopeft.engine.task import OK, TrialOutcome, TrialTask
-from autopeft.errors import AutopeftError
+from autopeft.errors import AutopeftError, describe_exception
 from autopeft.search.history import History, Observation
 from autopeft.search.samplers.base import Sampler
 from autopeft.search.scheduler import Decision, RestoredTrial, Scheduler, Suggestion, TrialState
-from autopeft.store import Store, StudyStatus, TrialRecord, TrialStatus
+from autopeft.store import ResultRecord, Store, StudyStatus, TrialRecord, TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,17 @@ _STORE_TO_STATE = {
     TrialStatus.PRUNED: TrialState.FINISHED,
     TrialStatus.FAILED: TrialState.FAILED,
 }
+
+
+def budget_spent(results: Iterable[ResultRecord], max_fidelity: int) -> float:
+    """Training that produced results, in full-trial equivalents: each trial's highest fidelity / max.
+
+    What a resumed study counts as spent (jobs lost in a crash and failed jobs are not counted).
+    """
+    reached: dict[int, int] = {}
+    for result in results:
+        reached[result.trial_number] = max(reached.get(result.trial_number, 0), result.fidelity)
+    return sum(reached.values()) / max_fidelity
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,7 @@ class StudyLoop:
             outcome = TrialOutcome(trial.number, "failed", s.fidelity, error="the worker process died "
                                    "(out of memory, or a crash in native code)")
         except Exception as err:  # a runner that raised instead of reporting: still one trial's failure
-            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error=f"{type(err).__name__}: {err}")
+            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error=describe_exception(err))
         if outcome.status != OK:
             self._fail(s, trial, outcome.error or "failed", outcome.worker)
             return
@@ -273,14 +284,13 @@ class StudyLoop:
             config = next(t.config for t in trials if t.number == result.trial_number)
             self._mirror.observations.append(Observation(result.trial_number, config, result.fidelity,
                                                          dict(result.objectives)))
+        self._mirror.used = budget_spent(results, self._max)
         restored = []
         for trial in trials:
             self._trials[trial.number] = trial
             self._mirror.status[trial.number] = trial.status
             if trial.status is TrialStatus.FAILED:
                 self._mirror.failed.append(trial.config)
-            # Budget spent: the training each trial reached (jobs lost in a crash are not counted).
-            self._mirror.used += max((f for f, _ in by_number[trial.number]), default=0) / self._max
             if trial.status is TrialStatus.COMPLETE:
                 at_max = [v for f, v in by_number[trial.number] if f == self._max]
                 if at_max:

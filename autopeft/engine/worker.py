@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 from autopeft.engine.task import FAILED, OK, TrialOutcome, TrialTask
+from autopeft.errors import describe_exception
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         return _run(task)
     except Exception as err:  # the study records the failure and goes on
         log.info("trial %d failed: %s", task.number, err, exc_info=log.isEnabledFor(logging.DEBUG))
-        return TrialOutcome(task.number, FAILED, task.fidelity, error=_one_line(err), worker=worker_name())
+        return TrialOutcome(task.number, FAILED, task.fidelity, error=describe_exception(err), worker=worker_name())
 
 
 def _run(task: TrialTask) -> TrialOutcome:
@@ -52,8 +53,3 @@ def _run(task: TrialTask) -> TrialOutcome:
     objectives = {"score": float(result.score), "trainable_params": float(result.trainable_params),
                   "train_seconds": float(result.train_seconds), "peak_memory_mb": float(result.peak_memory_mb)}
     return TrialOutcome(task.number, OK, result.fidelity, objectives, metrics, worker=worker_name())
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__

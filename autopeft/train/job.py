@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from autopeft.errors import ConfigError
+from autopeft.errors import ConfigError, describe_exception
 from autopeft.train.recipe import TrialConfig, TrialRecipe
 from autopeft.train.result import TrialResult, TrialStatus
 from autopeft.train.session import TrainingSession
@@ -67,7 +67,7 @@ class TrialJob:
                 seconds += session.train_until(stop, on_step=lambda s: progress.update(task_id, completed=s)
                                                if progress else None)
             except _TRIAL_FAILURES as err:
-                return self._result(TrialStatus.FAILED, seconds, start_step, error=_describe_failure(err))
+                return self._result(TrialStatus.FAILED, seconds, start_step, error=describe_exception(err))
             if session.failure is not None:
                 return self._result(TrialStatus.FAILED, seconds, start_step, error=session.failure)
             final = stop == target_steps
@@ -113,8 +113,3 @@ class TrialJob:
 
 
 _TRIAL_FAILURES = (RuntimeError, MemoryError, FloatingPointError)
-
-
-def _describe_failure(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
