@@ -24,6 +24,7 @@ from autopeft.export.study_export import default_trial_dir
 from autopeft.store import Store, TrialStatus
 from autopeft.train.job import TrialJob
 from autopeft.train.recipe import TrialConfig
+from tests.cli import one_line_error
 from tests.conftest import tiny_recipe_dict
 
 runner = CliRunner()
@@ -93,9 +94,7 @@ def sqlite_study(tmp_path: Path, tiny_model_dir: Path) -> str:
 
 def _one_line_error(result: Any) -> str:
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return str(lines[0])
+    return one_line_error(result.stderr)
 
 
 # -- pareto --------------------------------------------------------------------------------------------

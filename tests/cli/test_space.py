@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli import app
+from tests.cli import one_line_error
 from tests.conftest import tiny_recipe_dict
 
 runner = CliRunner()
@@ -32,11 +33,6 @@ def _check(space: str | Path, recipe: Path, *extra: str) -> tuple[int, str, str]
     return result.exit_code, result.stdout, result.stderr
 
 
-def _one_line_error(output: str) -> str:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got: {output!r}"
-    assert lines[0].startswith("error: ") and "Traceback" not in output
-    return lines[0]
 
 
 @pytest.mark.parametrize("name", SPACES)
@@ -82,7 +78,7 @@ def test_check_tiny_recipe(name: str, dimensions: int, tiny_recipe: Path) -> Non
 def test_quickstart_needs_six_layers(tiny_recipe: Path) -> None:
     code, _, err = _check(ROOT / "search_spaces/quickstart.yaml", tiny_recipe)
     assert code == 2
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "quickstart.yaml" in line and "searched_layers" in line
 
 
@@ -97,11 +93,11 @@ def test_bad_space_is_one_line(tmp_path: Path, text: str, field: str) -> None:
     path.write_text(text, encoding="utf-8")
     code, out, err = _check(path, ROOT / "trials/demo.yaml")
     assert code == 2 and out == ""
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert str(path) in line and field in line
 
 
 def test_missing_recipe_is_one_line(tmp_path: Path) -> None:
     code, _, err = _check(ROOT / "search_spaces/mixed.yaml", tmp_path / "nope.yaml")
     assert code == 2
-    assert "nope.yaml: file not found" in _one_line_error(err)
+    assert "nope.yaml: file not found" in one_line_error(err)

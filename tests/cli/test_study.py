@@ -15,6 +15,7 @@ from autopeft.cli import app
 from autopeft.cli.study import parse_duration
 from autopeft.errors import ConfigError
 from autopeft.store import Store, TrialStatus
+from tests.cli import one_line_error
 from tests.conftest import tiny_recipe_dict
 
 runner = CliRunner()
@@ -85,11 +86,6 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
     assert not (Path(url.removeprefix("sqlite:///")).parent / "autopeft_runs" / "t").exists()
 
 
-def _one_line_error(output: str) -> str:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got: {output!r}"
-    assert lines[0].startswith("error: ") and "Traceback" not in output
-    return lines[0]
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -104,7 +100,7 @@ def test_bad_options_are_one_line_and_create_no_study(files: tuple[Path, Path, s
     code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "bad",
                         "--storage", url, *extra)
     assert code == 2
-    assert expected in _one_line_error(err)
+    assert expected in one_line_error(err)
     assert Store(url).list_studies() == []
 
 
@@ -113,7 +109,7 @@ def test_a_space_that_does_not_fit_the_model_names_the_file_and_field(files: tup
     space.write_text(yaml.safe_dump({**TINY_SPACE, "searched_layers": "3-5"}), encoding="utf-8")
     code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--storage", url)
     assert code == 2
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "searched_layers" in line
     assert Store(url).list_studies() == []
 
@@ -121,10 +117,10 @@ def test_a_space_that_does_not_fit_the_model_names_the_file_and_field(files: tup
 def test_missing_files_and_unknown_studies(files: tuple[Path, Path, str]) -> None:
     _, recipe, url = files
     code, _, err = _run("study", "run", "--space", "nope.yaml", "--trial", str(recipe), "--storage", url)
-    assert code == 2 and "--space: no such file: nope.yaml" in _one_line_error(err)
+    assert code == 2 and "--space: no such file: nope.yaml" in one_line_error(err)
     Store(url).create_study("other")
     code, _, err = _run("study", "show", "missing", "--storage", url)
-    assert code == 2 and "no study 'missing'" in _one_line_error(err) and "other" in err
+    assert code == 2 and "no study 'missing'" in one_line_error(err) and "other" in err
     code, _, err = _run("study", "resume", "missing", "--storage", url)
     assert code == 2
 
@@ -136,7 +132,7 @@ def test_resuming_a_study_marked_running_needs_force(files: tuple[Path, Path, st
     store = Store(url)
     new_study(store, space, recipe, name="r", strategy="random", budget=1)
     code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess")
-    assert code == 2 and "--force" in _one_line_error(err)
+    assert code == 2 and "--force" in one_line_error(err)
     code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess", "--force")
     assert code == 0, err
     assert store.get_study("r").status.value == "complete"

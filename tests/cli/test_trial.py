@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.peft.plan import METHOD_NAMES
+from tests.cli import one_line_error
 from tests.conftest import TINY_PLAN, tiny_recipe_dict
 
 runner = CliRunner()
@@ -30,12 +31,6 @@ def _config(tmp_path: Path, plan: dict[str | int, object], name: str = "config.y
     return path
 
 
-def _one_line_error(output: str) -> str:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got: {output!r}"
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in output
-    return lines[0]
 
 
 def test_trial_run_json(recipe_file: Path, tmp_path: Path) -> None:
@@ -78,7 +73,7 @@ def test_bad_config_is_one_line_and_exit_2(case: str, recipe_file: Path, tmp_pat
     config = _config(tmp_path, plan)
     result = runner.invoke(app, ["trial", "run", "--trial", str(recipe_file), "--config", str(config), "--json"])
     assert result.exit_code == 2, result.output
-    line = _one_line_error(result.stderr)
+    line = one_line_error(result.stderr)
     assert line.startswith(f"error: {config}: {field}: ")
     assert message in line
     assert result.stdout == ""
@@ -89,7 +84,7 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     result = runner.invoke(app, ["trial", "run", "--trial", str(missing), "--config", str(config)])
     assert result.exit_code == 2
-    assert _one_line_error(result.stderr) == f"error: {missing}: file not found"
+    assert one_line_error(result.stderr) == f"error: {missing}: file not found"
 
 
 def test_bad_recipe_field(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -99,7 +94,7 @@ def test_bad_recipe_field(tmp_path: Path, tiny_model_dir: Path) -> None:
     recipe.write_text(yaml.safe_dump(data), encoding="utf-8")
     result = runner.invoke(app, ["trial", "run", "--trial", str(recipe), "--config", str(_config(tmp_path, {}))])
     assert result.exit_code == 2
-    line = _one_line_error(result.stderr)
+    line = one_line_error(result.stderr)
     assert line.startswith(f"error: {recipe}: fidelity: ") and "must not exceed" in line
 
 
@@ -108,7 +103,7 @@ def test_fidelity_above_max(recipe_file: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["trial", "run", "--trial", str(recipe_file), "--config", str(config),
                                  "--fidelity", "7"])
     assert result.exit_code == 2
-    assert _one_line_error(result.stderr) == "error: fidelity: 7 is outside 1-6 (steps)"
+    assert one_line_error(result.stderr) == "error: fidelity: 7 is outside 1-6 (steps)"
 
 
 def test_trial_dir_of_another_config_is_one_line(recipe_file: Path, tmp_path: Path) -> None:
@@ -120,7 +115,7 @@ def test_trial_dir_of_another_config_is_one_line(recipe_file: Path, tmp_path: Pa
     result = runner.invoke(app, ["trial", "run", "--trial", str(recipe_file), "--config", str(other),
                                  "--trial-dir", str(trial_dir), "--json"])
     assert result.exit_code == 2
-    assert "another configuration" in _one_line_error(result.stderr)
+    assert "another configuration" in one_line_error(result.stderr)
 
 
 def test_trial_run_help() -> None:
