@@ -20,9 +20,8 @@ Why this is exact (equal to `apply_plan(model, plan).trainable_params` on the fu
 from __future__ import annotations
 
 import copy
-import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,11 @@ from autopeft.peft.context import LayerContext
 from autopeft.peft.inject import model_layers
 from autopeft.peft.registry import method
 from autopeft.peft.roles import ArchitectureMap, architecture_for, role_map_from_dict
-from autopeft.space.params import Param
+from autopeft.space.enumeration import knapsack_max, local_configs, training_configs, training_defaults
 from autopeft.space.space import SearchSpace
 from autopeft.train.recipe import TrialRecipe
 from autopeft.train.tasks.spec import TaskSpec
 
-#: Local (per-layer) configurations `bounds` enumerates per layer structure before it shrinks integer
-#: ranges to a grid (their ends and the powers of two between); beyond that the bounds are not exact.
-MAX_LOCAL_CONFIGS = 200_000
-#: Element operations the constrained-maximum search (a reachable-sums bitset) may spend.
-MAX_KNAPSACK_WORK = 400_000_000
 #: Cached layer counts kept before the cache is cleared (only float-valued references can fill it).
 MAX_CACHE = 200_000
 
@@ -137,7 +131,7 @@ class ParamCounter:
 
         Layer by layer: every local configuration is enumerated (all choices, every integer of an int
         range, both ends of a float range), one value only for parameters the plan never reads. If a
-        layer has more than `MAX_LOCAL_CONFIGS`, int ranges shrink to a grid (`bounds_exact` is False).
+        layer has more than `enumeration.MAX_LOCAL_CONFIGS`, int ranges shrink to a grid (`bounds_exact` is False).
         """
         b = self._get_bounds()
         return b.low, b.high
@@ -157,7 +151,7 @@ class ParamCounter:
 
         The constraints are upper limits on the total, so the min is `bounds()`'s when allowed. The max
         is a multiple-choice knapsack over layers, solved exactly with a bitset of reachable totals;
-        when that would cost more than `MAX_KNAPSACK_WORK`, the max is None (not determined).
+        when that would cost more than `enumeration.MAX_KNAPSACK_WORK`, the max is None (not determined).
         """
         low, high = self.bounds()
         limit = self.max_allowed()
@@ -165,7 +159,7 @@ class ParamCounter:
             return low, high
         if low > limit:
             return None
-        return low, _knapsack_max(self._get_bounds().options, limit)
+        return low, knapsack_max(self._get_bounds().options, limit)
 
     def max_allowed(self) -> int | None:
         """The largest total every constraint allows; None without constraints."""
@@ -233,9 +227,9 @@ class ParamCounter:
         return self._bounds
 
     def _compute_bounds(self) -> _Bounds:
-        local, exact = _local_configs(self.space, self._refs)
+        local, exact = local_configs(self.space, self._refs)
         best: _Bounds | None = None
-        for training in _training_configs(self.space, self._refs):
+        for training in training_configs(self.space, self._refs):
             candidate = self._bounds_for(training, local, exact)
             best = candidate if best is None else best.merge(candidate)
         assert best is not None
@@ -245,7 +239,7 @@ class ParamCounter:
         """Bounds with the training values the plan reads fixed to `training`."""
         per_group: dict[int, dict[int, dict[str, Any]]] = {}  # group -> count -> one local config
         options: list[list[int]] = []
-        low_config: dict[str, Any] = _training_defaults(self.space, training)
+        low_config: dict[str, Any] = training_defaults(self.space, training)
         high_config = dict(low_config)
         low = high = self.head_params
         for layer in self._layers:
@@ -366,97 +360,3 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     return value
-
-
-# --- enumerating local configurations ---------------------------------------------------------------
-
-
-def _domain(param: Param, grid: bool) -> list[Any]:
-    if param.choices is not None:
-        return list(param.choices)
-    if param.int_range is not None:
-        low, high = param.int_range
-        if not grid:
-            return list(range(low, high + 1))
-        powers = [2**k for k in range(64) if low < 2**k < high]
-        return sorted({low, high, *powers})
-    low_f, high_f = param.float_range  # type: ignore[misc]
-    return sorted({low_f, high_f})
-
-
-def _needed(params: Mapping[str, Param], refs: tuple[str, ...]) -> set[str]:
-    """Parameters whose value can change a count: read by the plan, or a condition's parent."""
-    return set(refs) | {c.param for p in params.values() for c in p.when}
-
-
-def _enumerate(params: Mapping[str, Param], needed: set[str], grid: bool) -> Iterator[dict[str, Any]]:
-    """Every assignment of `params` in declaration order, inactive ones absent (as `sample` draws)."""
-    names = list(params)
-
-    def walk(i: int, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        if i == len(names):
-            yield dict(config)
-            return
-        name, param = names[i], params[names[i]]
-        if not param.active(config):
-            yield from walk(i + 1, config)
-            return
-        domain = _domain(param, grid) if name in needed else _domain(param, grid)[:1]
-        for value in domain:
-            config[name] = value
-            yield from walk(i + 1, config)
-        config.pop(name, None)
-
-    return walk(0, {})
-
-
-def _local_configs(space: SearchSpace, refs: tuple[str, ...]) -> tuple[list[dict[str, Any]], bool]:
-    """All local configurations (exact), or those of the grid when there are too many."""
-    needed = _needed(space.layers, refs)
-    configs = list(itertools.islice(_enumerate(space.layers, needed, grid=False), MAX_LOCAL_CONFIGS + 1))
-    if len(configs) <= MAX_LOCAL_CONFIGS:
-        return configs, True
-    return list(_enumerate(space.layers, needed, grid=True)), False
-
-
-def _training_configs(space: SearchSpace, refs: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Assignments of the training parameters the plan reads (one empty assignment when none)."""
-    read = {name: p for name, p in space.training.items() if name in _needed(space.training, refs)}
-    return [{k: v for k, v in c.items() if k in refs} for c in _enumerate(read, set(read), grid=True)]
-
-
-def _training_defaults(space: SearchSpace, fixed: Mapping[str, Any]) -> dict[str, Any]:
-    """A valid value of every training parameter (the first choice or the low end), `fixed` kept."""
-    config: dict[str, Any] = {}
-    for name, param in space.training.items():
-        if param.active(config):
-            config[name] = fixed[name] if name in fixed else _domain(param, grid=True)[0]
-    return config
-
-
-def _knapsack_max(options: list[tuple[int, list[list[int]]]], limit: int) -> int | None:
-    """The largest `head + one count per layer` <= `limit`, over every training setting; None if too costly."""
-    import numpy as np
-
-    best: int | None = None
-    for head, layers in options:
-        base = head + sum(o[0] for o in layers)
-        budget = limit - base
-        if budget < 0:
-            continue
-        deltas = [[c - o[0] for c in o if c - o[0] <= budget] for o in layers]
-        g = math.gcd(*[d for ds in deltas for d in ds if d]) or 1
-        budget //= g
-        if sum(len(ds) for ds in deltas) * (budget + 1) > MAX_KNAPSACK_WORK:
-            return None
-        reach = np.zeros(budget + 1, dtype=bool)
-        reach[0] = True
-        for ds in deltas:
-            new = np.zeros_like(reach)
-            for d in ds:
-                d //= g
-                new[d:] |= reach[: budget + 1 - d]
-            reach = new
-        top = base + int(np.flatnonzero(reach)[-1]) * g
-        best = top if best is None else max(best, top)
-    return best

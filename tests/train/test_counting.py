@@ -15,8 +15,8 @@ from torch import nn
 
 from autopeft.errors import ConfigError
 from autopeft.peft import PeftPlan, apply_plan
+from autopeft.space import enumeration
 from autopeft.space.space import SearchSpace, load_space
-from autopeft.train import counting
 from autopeft.train.counting import ParamCounter, task_num_labels
 from autopeft.train.recipe import TrialRecipe
 from autopeft.train.tasks.spec import TaskSpec
@@ -148,7 +148,7 @@ def test_no_feasible_configuration() -> None:
 
 
 def test_grid_bounds_when_a_layer_has_too_many_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(counting, "MAX_LOCAL_CONFIGS", 50)
+    monkeypatch.setattr(enumeration, "MAX_LOCAL_CONFIGS", 50)
     space = load_space(SPACES / "mixed.yaml")
     counter = ParamCounter(_meta("bert"), space)
     low, high = counter.bounds()
