@@ -17,7 +17,6 @@ from autopeft.search.scheduler import (
     TrialBook,
     TrialEntry,
     TrialState,
-    clean_objectives,
 )
 
 
@@ -48,12 +47,9 @@ class FullFidelity(Scheduler):
 
     def on_trial_result(self, trial_id: int, fidelity: int, objectives: Mapping[str, float]) -> Decision:
         """CONTINUE below the maximum, STOP at it (or on a NaN objective, which counts as a failure)."""
-        trial = self._book.running(trial_id)
-        if fidelity > self.max_fidelity:
-            raise ValueError(f"trial {trial_id}: fidelity {fidelity} exceeds the maximum {self.max_fidelity}")
-        values = clean_objectives(objectives, [o.name for o in self.objectives], trial_id)
+        trial, values = self._book.accept(trial_id, fidelity, objectives, [o.name for o in self.objectives],
+                                          self.max_fidelity)
         if values is None:
-            trial.status = EntryStatus.FAILED
             return Decision.STOP
         trial.reported[fidelity] = values
         if fidelity < self.max_fidelity:
@@ -63,9 +59,7 @@ class FullFidelity(Scheduler):
 
     def on_trial_error(self, trial_id: int) -> None:
         """Mark the trial failed (unknown ids raise KeyError)."""
-        if trial_id not in self._book.trials:
-            raise KeyError(f"unknown trial {trial_id}")
-        self._book.trials[trial_id].status = EntryStatus.FAILED
+        self._book.mark_failed(trial_id)
 
     def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
         """Statuses from stored trials; trials that were running start again from their checkpoint."""

@@ -150,12 +150,9 @@ class MultiObjectiveHyperband(Scheduler):
 
     def on_trial_result(self, trial_id: int, fidelity: int, objectives: Mapping[str, float]) -> Decision:
         """Record rung results; PAUSE at a rung below max, STOP at max, CONTINUE in between."""
-        trial = self._book.running(trial_id)
-        if fidelity > self.max_fidelity:
-            raise ValueError(f"trial {trial_id}: fidelity {fidelity} exceeds the maximum {self.max_fidelity}")
-        values = clean_objectives(objectives, [o.name for o in self.objectives], trial_id)
+        trial, values = self._book.accept(trial_id, fidelity, objectives, [o.name for o in self.objectives],
+                                          self.max_fidelity)
         if values is None:
-            trial.status = EntryStatus.FAILED
             return Decision.STOP
         rung = current_rung(fidelity, self.levels)
         if rung >= trial.bracket and fidelity == self.levels[rung] and fidelity not in trial.reported:
@@ -171,9 +168,7 @@ class MultiObjectiveHyperband(Scheduler):
 
     def on_trial_error(self, trial_id: int) -> None:
         """Mark the trial failed so it is never promoted (unknown ids raise KeyError)."""
-        if trial_id not in self._book.trials:
-            raise KeyError(f"unknown trial {trial_id}")
-        self._book.trials[trial_id].status = EntryStatus.FAILED
+        self._book.mark_failed(trial_id)
 
     def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
         """Rungs, promotions and statuses from stored trials; the bracket draws continue from a fresh seed.

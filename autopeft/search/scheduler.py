@@ -205,6 +205,26 @@ class TrialBook:
             raise ValueError(f"trial {trial_id} is {trial.status.value}, not running")
         return trial
 
+    def accept(self, trial_id: int, fidelity: int, objectives: Mapping[str, float], names: Sequence[str],
+               max_fidelity: int) -> tuple[TrialEntry, dict[str, float] | None]:
+        """The checks every scheduler makes of a result: the running trial and its clean values.
+
+        The values are None (and the trial is marked failed) when an objective is NaN.
+        """
+        trial = self.running(trial_id)
+        if fidelity > max_fidelity:
+            raise ValueError(f"trial {trial_id}: fidelity {fidelity} exceeds the maximum {max_fidelity}")
+        values = clean_objectives(objectives, names, trial_id)
+        if values is None:
+            trial.status = EntryStatus.FAILED
+        return trial, values
+
+    def mark_failed(self, trial_id: int) -> None:
+        """A failed trial is never run or promoted again (unknown ids raise KeyError)."""
+        if trial_id not in self.trials:
+            raise KeyError(f"unknown trial {trial_id}")
+        self.trials[trial_id].status = EntryStatus.FAILED
+
 
 def clean_objectives(objectives: Mapping[str, float], names: Sequence[str], trial_id: int) -> dict[str, float] | None:
     """The objective values as floats, or None if any is NaN (a diverged trial counts as failed)."""
