@@ -26,7 +26,7 @@ from typing import Any
 
 from autopeft.engine.definition import StudyDefinition
 from autopeft.engine.executors import Executor, Runner
-from autopeft.engine.front import Front, FrontEntry, compute_front
+from autopeft.engine.front import Front, FrontEntry, compute_front, study_front
 from autopeft.engine.paths import trial_dir_for
 from autopeft.engine.progress import Display, NullDisplay, StudyProgress
 from autopeft.engine.strategy import ProposalQueue
@@ -277,27 +277,21 @@ class StudyLoop:
     def _restore(self) -> list[Suggestion]:
         """Rebuild the mirror and the scheduler from the store; return the jobs to run again."""
         trials = self.store.trials(self.name)
+        configs = {t.number: t.config for t in trials}
         results = sorted(self.store.results(self.name), key=lambda r: r.id)
         by_number: dict[int, list[tuple[int, dict[str, float]]]] = {t.number: [] for t in trials}
         for result in results:
             by_number[result.trial_number].append((result.fidelity, dict(result.objectives)))
-            config = next(t.config for t in trials if t.number == result.trial_number)
-            self._mirror.observations.append(Observation(result.trial_number, config, result.fidelity,
-                                                         dict(result.objectives)))
+            self._mirror.observations.append(Observation(result.trial_number, configs[result.trial_number],
+                                                         result.fidelity, dict(result.objectives)))
         self._mirror.used = budget_spent(results, self._max)
+        self._mirror.completed = list(study_front(self.store, self.name).completed)
         restored = []
         for trial in trials:
             self._trials[trial.number] = trial
             self._mirror.status[trial.number] = trial.status
             if trial.status is TrialStatus.FAILED:
                 self._mirror.failed.append(trial.config)
-            if trial.status is TrialStatus.COMPLETE:
-                at_max = [v for f, v in by_number[trial.number] if f == self._max]
-                if at_max:
-                    metrics = next(r.metrics for r in results if r.trial_number == trial.number
-                                   and r.fidelity == self._max)
-                    self._mirror.completed.append(FrontEntry(trial.id, trial.number, dict(trial.config), trial.plan,
-                                                             at_max[-1], metrics, self._max))
             restored.append(RestoredTrial(trial.number, trial.config, _STORE_TO_STATE[trial.status], trial.bracket,
                                           tuple(by_number[trial.number])))
         return self.scheduler.restore(restored)

@@ -9,7 +9,6 @@ an existing study resumes it.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -29,8 +28,6 @@ from autopeft.engine.strategy import (
 )
 from autopeft.errors import ConfigError
 from autopeft.store import Store, StudyStatus
-
-log = logging.getLogger(__name__)
 
 
 def default_study_name(space_name: str, recipe_name: str) -> str:
