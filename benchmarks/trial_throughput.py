@@ -78,7 +78,7 @@ def _recipe(data_dir: Path, steps: int, *, fused: bool) -> Any:
 
 
 def run_ours(case: str, steps: int, data_dir: Path, *, fused: bool, count_flops: bool) -> dict[str, Any]:
-    from autopeft.train.recipe import TrialConfig
+    from autopeft.space.config import TrialConfig
     from autopeft.train.session import TrainingSession
 
     session = TrainingSession(_recipe(data_dir, steps, fused=fused), TrialConfig(plan=_plan(case)))

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     bundle = read_bundle(args.export_dir / "autopeft.yaml")
-    recipe, settings = bundle.recipe, bundle.config.training_for(bundle.recipe)  # the configuration's lr settings win
+    recipe, settings = bundle.recipe, bundle.recipe.training_for(bundle.config)  # the configuration's lr settings win
     steps = args.max_steps or recipe.fidelity.to_steps(recipe.fidelity.max, settings.batch_size)
     out: Path = args.out or args.export_dir / "peft-trained"
 

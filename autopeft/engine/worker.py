@@ -31,8 +31,9 @@ def run_trial(task: TrialTask) -> TrialOutcome:
 
 
 def _run(task: TrialTask) -> TrialOutcome:
+    from autopeft.space.config import TrialConfig
     from autopeft.train.job import TrialJob
-    from autopeft.train.recipe import TrialConfig, TrialRecipe
+    from autopeft.train.recipe import TrialRecipe
     from autopeft.yamlio import validate
 
     recipe = validate(TrialRecipe, dict(task.recipe), source="study recipe")

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autopeft.errors import ConfigError
 from autopeft.peft.plan import check_methods
-from autopeft.train.recipe import TrialConfig, TrialRecipe
+from autopeft.space.config import TrialConfig
+from autopeft.train.recipe import TrialRecipe
 from autopeft.yamlio import read_yaml, validate
 
 BUNDLE_FILE = "autopeft.yaml"

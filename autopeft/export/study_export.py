@@ -25,8 +25,9 @@ from autopeft.export.staging import staged_dir
 if TYPE_CHECKING:
     from autopeft.export.peft_format import PeftExport
     from autopeft.peft.roles import ArchitectureMap
+    from autopeft.space.config import TrialConfig
     from autopeft.store import Store
-    from autopeft.train.recipe import TrialConfig, TrialRecipe
+    from autopeft.train.recipe import TrialRecipe
 
 PEFT_DIR = "peft"
 
@@ -166,7 +167,7 @@ def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Pat
     if state is None:
         notes.append(f"no weights: no saved state in {trial_dir} (train them with `autopeft train`)")
         return False
-    full = recipe.fidelity.to_steps(recipe.fidelity.max, config.training_for(recipe).batch_size)
+    full = recipe.fidelity.to_steps(recipe.fidelity.max, recipe.training_for(config).batch_size)
     if state.step < full:
         notes.append(f"no weights: the state in {trial_dir} is at step {state.step} of {full}")
         return False

@@ -25,10 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autopeft.errors import ConfigError
 from autopeft.layer_selectors import parse_layer_selector
+from autopeft.space.config import TRAINING_KEYS, TrialConfig
 from autopeft.space.params import Condition, Param, parse_conditions
-
-#: Training settings a space may search (the fields of `TrialConfig` besides the plan).
-TRAINING_KEYS = ("learning_rate", "lr_schedule", "warmup_ratio")
 
 
 class PlanEntry(BaseModel):
@@ -130,10 +128,8 @@ class SearchSpace(BaseModel):
         return config
 
     # -- compilation --------------------------------------------------------------------------------
-    def compile(self, config: Mapping[str, Any], num_layers: int, *, source: str | None = None) -> Any:
+    def compile(self, config: Mapping[str, Any], num_layers: int, *, source: str | None = None) -> TrialConfig:
         """The `TrialConfig` (plan + training settings) of a configuration; checks every value."""
-        from autopeft.train.recipe import TrialConfig
-
         dims = self.dimensions(num_layers)
         for name, param in dims.items():
             if param.active(config):

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.errors import ConfigError, describe_exception
-from autopeft.train.recipe import TrialConfig, TrialRecipe
+from autopeft.space.config import TrialConfig
+from autopeft.train.recipe import TrialRecipe
 from autopeft.train.result import TrialResult, TrialStatus
 from autopeft.train.session import TrainingSession
 from autopeft.train.state import load_state

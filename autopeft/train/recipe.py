@@ -2,7 +2,8 @@
 
 A *recipe* (`trials/*.yaml`) fixes what every trial of a study shares: the model, the task, the
 fidelity unit and range, and the training defaults. A *configuration* is one point of a search
-space: a PEFT plan (layer selectors to methods) plus the training settings the search may vary.
+space: a PEFT plan (layer selectors to methods) plus the training settings the search may vary; its type,
+`TrialConfig`, lives in `autopeft.space.config` (a space compiles into it), and is read from YAML here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from autopeft.peft.plan import check_methods
+from autopeft.space.config import LrSchedule, TrialConfig
 from autopeft.train.tasks import TaskSpec
 from autopeft.yamlio import read_yaml, validate
-
-LrSchedule = Literal["linear", "cosine", "constant"]
 
 
 class _Strict(BaseModel):
@@ -104,19 +104,9 @@ class TrialRecipe(_Strict):
         """Folder that relative paths in the recipe are resolved against (the recipe file's folder)."""
         return self._source_dir or Path.cwd()
 
-
-class TrialConfig(_Strict):
-    """One configuration: a PEFT plan (layer selector -> methods) and the searched training settings."""
-
-    plan: dict[str | int, Any] = Field(description="Layer selector (all, 3, 0-2, 0,2) -> list of methods.")
-    learning_rate: float | None = Field(default=None, gt=0)
-    lr_schedule: LrSchedule | None = None
-    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
-
-    def training_for(self, recipe: TrialRecipe) -> TrainingSpec:
-        """The recipe's training defaults with this configuration's overrides applied."""
-        overrides = {k: v for k, v in self.model_dump(exclude={"plan"}).items() if v is not None}
-        return recipe.training.model_copy(update=overrides)
+    def training_for(self, config: TrialConfig) -> TrainingSpec:
+        """These training defaults with ``config``'s overrides applied."""
+        return self.training.model_copy(update=config.training_overrides())
 
 
 def load_recipe(path: str | Path) -> TrialRecipe:

@@ -21,13 +21,14 @@ from autopeft.peft.inject import model_layers
 from autopeft.peft.kernels.dropout import use_fast_dropout
 from autopeft.peft.lora.layer import set_fused
 from autopeft.peft.roles import architecture_for, role_map_from_dict
+from autopeft.space.config import TrialConfig
 from autopeft.train import batching
 from autopeft.train.first_token import use_first_token_last_layer
 from autopeft.train.frozen import FrozenPrefix
 from autopeft.train.measure import lr_lambda, peak_memory_mb
 from autopeft.train.metrics import compute_metric
 from autopeft.train.model import load_model, load_tokenizer
-from autopeft.train.recipe import TrainingSpec, TrialConfig, TrialRecipe
+from autopeft.train.recipe import TrainingSpec, TrialRecipe
 from autopeft.train.state import (
     TrainState,
     config_fingerprint,
@@ -43,7 +44,7 @@ class TrainingSession:
 
     def __init__(self, recipe: TrialRecipe, config: TrialConfig, *, config_source: str | None = None) -> None:
         self.recipe = recipe
-        self.training = config.training_for(recipe)
+        self.training = recipe.training_for(config)
         self.device = _device(self.training.device)
         if self.device.type == "cuda":
             # cuDNN's attention builds a new plan for every (batch, padded length): with length-grouped

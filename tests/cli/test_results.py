@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from autopeft.cli import app
 from autopeft.engine.definition import StudyDefinition, make_objectives
 from autopeft.export.study_export import default_trial_dir
+from autopeft.space.config import TrialConfig
 from autopeft.store import Store, TrialStatus
 from autopeft.train.job import TrialJob
-from autopeft.train.recipe import TrialConfig
 from tests.cli import one_line_error
 from tests.conftest import tiny_recipe_dict
 

@@ -29,7 +29,7 @@ def test_roundtrip(tmp_path: Path) -> None:
     assert again.recipe == bundle.recipe and again.config == bundle.config
     assert again.provenance == bundle.provenance
     assert again.recipe.base_dir == (tmp_path / "recipes").resolve()
-    assert again.config.training_for(again.recipe).learning_rate == 2e-3
+    assert again.recipe.training_for(again.config).learning_rate == 2e-3
     assert yaml.safe_load(path.read_text())["recipe"] == tiny_recipe_dict(Path("model"), fmax=6)  # as written
 
 

@@ -13,8 +13,9 @@ from transformers import AutoModelForSequenceClassification
 
 from autopeft.errors import AutopeftError, ConfigError
 from autopeft.peft import PeftPlan, apply_plan
+from autopeft.space.config import TrialConfig
 from autopeft.train.job import TrialJob
-from autopeft.train.recipe import TrialConfig, TrialRecipe
+from autopeft.train.recipe import TrialRecipe
 from autopeft.train.result import TrialResult, TrialStatus
 from autopeft.train.state import STATE_FILE, trainable_state
 from tests.conftest import TINY_PLAN, tiny_recipe_dict

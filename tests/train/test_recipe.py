@@ -10,8 +10,9 @@ import yaml
 
 from autopeft.errors import AutopeftError, ConfigError
 from autopeft.peft.plan import METHOD_NAMES
+from autopeft.space.config import TrialConfig
 from autopeft.train.job import TrialJob
-from autopeft.train.recipe import TrialConfig, TrialRecipe, load_config, load_recipe
+from autopeft.train.recipe import TrialRecipe, load_config, load_recipe
 from tests.conftest import tiny_recipe_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ def test_training_for_applies_overrides() -> None:
     recipe = TrialRecipe.model_validate({**RECIPE, "training": {"learning_rate": 1e-3, "lr_schedule": "cosine",
                                                                 "batch_size": 4}})
     config = TrialConfig.model_validate({"plan": {"all": []}, "learning_rate": 3e-4, "warmup_ratio": 0.2})
-    training = config.training_for(recipe)
+    training = recipe.training_for(config)
     assert training.learning_rate == 3e-4
     assert training.warmup_ratio == 0.2
     assert training.lr_schedule == "cosine"  # not overridden: the recipe's
@@ -133,7 +134,7 @@ def test_training_for_applies_overrides() -> None:
 
 def test_training_for_without_overrides_is_the_recipe() -> None:
     recipe = TrialRecipe.model_validate(RECIPE)
-    assert TrialConfig.model_validate({"plan": {}}).training_for(recipe) == recipe.training
+    assert recipe.training_for(TrialConfig.model_validate({"plan": {}})) == recipe.training
 
 
 def test_config_unknown_field(tmp_path: Path) -> None:
