@@ -35,8 +35,8 @@ CSV_FIELDS = ["trial", "on_front", "score", "trainable_params", "share_pct", "tr
 
 def front_rows(front: Front, *, everything: bool = False) -> list[dict[str, Any]]:
     """One flat row per trial: the front (best score first), or every full-fidelity trial with `on_front`."""
-    from autopeft.export.plan_text import plan_text
     from autopeft.export.select import score, share_pct
+    from autopeft.space.plan_text import plan_text
 
     on_front = {e.number for e in front.entries}
     entries = sorted(front.completed, key=lambda e: (-score(e), e.number)) if everything else list(front.entries)

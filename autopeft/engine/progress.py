@@ -48,7 +48,7 @@ def _clock(seconds: float) -> str:
 
 def front_table(front: Front, *, limit: int | None = FRONT_ROWS, title: str | None = "Pareto front") -> Table:
     """The front as a table: trial, every objective, share of the model, and the plan in one line."""
-    from autopeft.export.plan_text import plan_text
+    from autopeft.space.plan_text import plan_text
 
     caption = "no trial has reached full fidelity yet" if not front.entries else (
         f"hypervolume {front.hypervolume:.4g} · {len(front.entries)} on the front of {len(front.completed)} "

@@ -1,4 +1,4 @@
-"""Choosing the trial to export (each rule, ties, the closest trial named on no match) and the short plan text."""
+"""Choosing the trial to export (each rule, ties, the closest trial named on no match)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from autopeft.engine.definition import make_objectives
 from autopeft.engine.front import Front, FrontEntry, compute_front
-from autopeft.export.plan_text import plan_text
 from autopeft.export.select import Rule, SelectionError, select, share_pct
 
 BASE = 1_000_000
@@ -81,27 +80,3 @@ def test_share_falls_back_to_the_reference_point(front: Front) -> None:
     bare = entry(5, 0.5, 50_000, share=False)
     assert share_pct(bare, front) == pytest.approx(5.0)
     assert share_pct(bare) is None
-
-
-@pytest.mark.parametrize(("plan", "text"), [
-    ({"0": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
-      "1": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
-      "2": [{"method": "lora", "r": 8, "roles": ["query", "value"]}],
-      "3": [{"method": "prefix", "length": 16}]}, "L0-2 lora r8 qv; L3 prefix 16"),
-    ({"0-1": [{"method": "lora", "r": 4}], "3": {"method": "serial_adapter", "size": 64}},
-     "L0-1 lora r4 qv; L3 serial 64"),
-    ({"2": [{"method": "ia3"}, {"method": "parallel_adapter", "size": 16}]}, "L2 ia3 kvd + parallel 16"),
-    ({"0": [{"method": "dora", "r": 2, "roles": ["ff_up", "ff_down", "attn_output"]}],
-      "2": [{"method": "dora", "r": 2, "roles": ["ff_up", "ff_down", "attn_output"]}]},
-     "L0 dora r2 udo; L2 dora r2 udo"),
-    ({"all": [{"method": "lora", "r": 2}]}, "all lora r2 qv"),
-    ({}, "head only"),
-    (None, "head only"),
-])
-def test_plan_text(plan: Any, text: str) -> None:
-    assert plan_text(plan) == text
-
-
-def test_plan_text_expands_all_when_the_layer_count_is_known() -> None:
-    plan = {"all": [{"method": "lora", "r": 2}], "2": [{"method": "prefix", "length": 4}]}
-    assert plan_text(plan, num_layers=3) == "L0-1 lora r2 qv; L2 lora r2 qv + prefix 4"

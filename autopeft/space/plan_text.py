@@ -2,7 +2,9 @@
 
 Plans compiled from a search space list every layer on its own (`"3": [...]`); grouping consecutive
 layers with the same methods is what makes a front readable. Plain Python (no torch), so `pareto`
-and the dashboard stay light.
+and the dashboard stay light. It reads the plan of a `TrialConfig` (`space.config`) as stored, and lives
+here, in the lowest torch-free layer, because both the engine (progress) and export (and the CLI) show it;
+`autopeft.peft` would import torch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from autopeft.layer_selectors import parse_layer_selector
 #: One letter per role: query, key, value, attention output, feed-forward gate, up, down.
 ROLE_LETTERS = {"query": "q", "key": "k", "value": "v", "attn_output": "o", "ff_gate": "g", "ff_up": "u",
                 "ff_down": "d"}
-_DEFAULT_ROLES = {"lora": ["query", "value"], "dora": ["query", "value"], "ia3": ["key", "value", "ff_down"]}
+#: Roles a method adapts when its entry names none: the specs' defaults (a test checks they agree).
+DEFAULT_ROLES = {"lora": ["query", "value"], "dora": ["query", "value"], "ia3": ["key", "value", "ff_down"]}
 _UNBOUNDED = 1 << 20  # layer count used to expand explicit selectors when the model's is not known
 
 
@@ -24,7 +27,7 @@ def method_text(spec: Mapping[str, Any]) -> str:
     """`lora r8 qv`, `ia3 kvd`, `serial 64`, `parallel 16`, `prefix 16` (unknown methods: their name)."""
     method = str(spec.get("method", "?"))
     if method in ("lora", "dora", "ia3"):
-        roles = spec.get("roles") or _DEFAULT_ROLES[method]
+        roles = spec.get("roles") or DEFAULT_ROLES[method]
         letters = "".join(ROLE_LETTERS.get(str(r), str(r)) for r in roles)
         rank = f" r{spec['r']}" if "r" in spec else ""
         return f"{method}{rank} {letters}"
