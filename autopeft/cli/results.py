@@ -169,7 +169,7 @@ def train(
 ) -> None:
     """Train an exported configuration at full fidelity; write metrics.json and the adapter."""
     from autopeft.export.bundle import read_bundle
-    from autopeft.train.final import default_out_dir, train_bundle
+    from autopeft.export.final import default_out_dir, train_bundle
 
     bundle = read_bundle(bundle_path)
     target = out if out is not None else default_out_dir(bundle_path)

@@ -4,6 +4,10 @@ The search scored trials on a validation slice of the training data; the dev spl
 so its score here is the honest estimate to report. Runs the same `TrialJob` as the search, at full
 fidelity by default. The adapter goes out in `peft` format where `peft` can express the plan, else in
 our own (the trained tensors under autopeft's parameter names, next to `autopeft.yaml`'s plan).
+
+It lives in `export`, the layer above `train`: it runs the trial job (`train`) and writes the adapter
+through the exporter (`peft_format`, `unwrap`, `staging`), so placed in `train` it made the two import
+each other.
 """
 
 from __future__ import annotations
