@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from autopeft.space.params import Param
+from autopeft.space.params import Param, dependency_order
 from autopeft.space.space import SearchSpace
 
 #: Local (per-layer) configurations enumerated per layer structure before integer ranges shrink to a
@@ -40,8 +40,8 @@ def _needed(params: Mapping[str, Param], refs: tuple[str, ...]) -> set[str]:
 
 
 def _enumerate(params: Mapping[str, Param], needed: set[str], grid: bool) -> Iterator[dict[str, Any]]:
-    """Every assignment of `params` in declaration order, inactive ones absent (as `sample` draws)."""
-    names = list(params)
+    """Every assignment of `params` (parents first, as `sample` draws), inactive ones absent."""
+    names = dependency_order(params)
 
     def walk(i: int, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if i == len(names):
@@ -78,7 +78,8 @@ def training_configs(space: SearchSpace, refs: tuple[str, ...]) -> list[dict[str
 def training_defaults(space: SearchSpace, fixed: Mapping[str, Any]) -> dict[str, Any]:
     """A valid value of every training parameter (the first choice or the low end), `fixed` kept."""
     config: dict[str, Any] = {}
-    for name, param in space.training.items():
+    for name in dependency_order(space.training):
+        param = space.training[name]
         if param.active(config):
             config[name] = fixed[name] if name in fixed else _domain(param, grid=True)[0]
     return config

@@ -8,6 +8,7 @@ exist only when another one takes given values (a LoRA rank exists only where th
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,11 @@ class Condition(BaseModel):
 
 
 def parse_conditions(raw: Any) -> tuple[Condition, ...]:
-    """`{a: [x, y], b: {ne: 0}}` -> conditions; every one must hold."""
+    """`{a: [x, y], b: {ne: 0}}` -> conditions, sorted by parameter; every one must hold.
+
+    Sorted so that a space reads the same however its mapping was ordered (PostgreSQL's jsonb does not
+    keep key order).
+    """
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
@@ -45,7 +50,7 @@ def parse_conditions(raw: Any) -> tuple[Condition, ...]:
             out.append(Condition(param=str(name), values=tuple(rule)))
         else:
             out.append(Condition(param=str(name), values=(rule,)))
-    return tuple(out)
+    return tuple(sorted(out, key=lambda c: c.param))
 
 
 class Param(BaseModel):
@@ -103,3 +108,38 @@ class Param(BaseModel):
     def active(self, values: Mapping[str, Any]) -> bool:
         """Whether the parameter exists given the other values (a missing parent means inactive)."""
         return all(c.param in values and c.holds(values[c.param]) for c in self.when)
+
+
+def dependency_order(params: Mapping[str, Param]) -> list[str]:
+    """The names of ``params``, each after the parameters its `when` reads, ties broken by name.
+
+    Why: a condition can be evaluated only once its parent has a value, and whatever walks parameters
+    (sampling, encoding, enumeration) must give the same result for the same space however its mapping
+    was ordered: a space stored as PostgreSQL jsonb comes back with its keys reordered. Parents that
+    are not in ``params`` are ignored here (`SearchSpace` rejects them); a cycle raises `ValueError`.
+    """
+    parents = {name: {c.param for c in p.when if c.param in params} for name, p in params.items()}
+    children: dict[str, list[str]] = {name: [] for name in params}
+    for name, ps in parents.items():
+        for parent in ps:
+            children[parent].append(name)
+    waiting = {name: len(ps) for name, ps in parents.items()}
+    ready = [name for name, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for child in children[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
+    if len(order) < len(params):
+        stuck = set(params) - set(order)
+        path, name = [], min(stuck)
+        while name not in path:  # every stuck parameter has a stuck parent: walk up until one repeats
+            path.append(name)
+            name = min(parents[name] & stuck)
+        cycle = [*path[path.index(name):], name]
+        raise ValueError(f"{cycle[0]}.when: the conditions form a cycle ({' -> '.join(cycle)})")
+    return order

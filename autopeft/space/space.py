@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from autopeft.errors import ConfigError
 from autopeft.layer_selectors import parse_layer_selector
 from autopeft.space.config import TRAINING_KEYS, TrialConfig
-from autopeft.space.params import Condition, Param, parse_conditions
+from autopeft.space.params import Condition, Param, dependency_order, parse_conditions
 
 
 class PlanEntry(BaseModel):
@@ -99,6 +99,10 @@ class SearchSpace(BaseModel):
                 for cond in param.when:
                     if cond.param not in params:
                         raise ValueError(f"{group}.{name}.when: {cond.param!r} is not a {group} parameter")
+            try:
+                dependency_order(params)
+            except ValueError as err:
+                raise ValueError(f"{group}.{err}") from None
         known = set(self.training) | set(self.layers)
         for i, entry in enumerate(self.plan):
             missing = sorted(entry.references() - known)
@@ -111,13 +115,33 @@ class SearchSpace(BaseModel):
         return parse_layer_selector(self.searched_layers, num_layers, field="searched_layers")
 
     def dimensions(self, num_layers: int) -> dict[str, Param]:
-        """Every parameter of the space for a model with `num_layers` layers, in a fixed order."""
-        dims = dict(self.training)
+        """Every parameter of the space for a model with `num_layers` layers, in a fixed order.
+
+        Training parameters, then each searched layer's; within each group every parameter comes after
+        the ones its `when` reads, ties by name (`dependency_order`). The order never depends on how the
+        mappings were written, so sampling and encoding give the same result for a space read from YAML
+        or from the store (PostgreSQL's jsonb reorders keys).
+        """
+        dims = {name: self.training[name] for name in dependency_order(self.training)}
+        local = dependency_order(self.layers)
         for i in self.layer_indices(num_layers):
-            for name, param in self.layers.items():
+            for name in local:
+                param = self.layers[name]
                 when = tuple(c.model_copy(update={"param": f"layer_{i}.{c.param}"}) for c in param.when)
                 dims[f"layer_{i}.{name}"] = param.model_copy(update={"when": when})
         return dims
+
+    def as_written(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` with its keys in the order the space lists its parameters, for display only."""
+        order = {name: i for i, name in enumerate([*self.training, *self.layers])}
+
+        def key(name: str) -> tuple[int, int]:
+            layer, _, local = name.partition(".")
+            if local and layer.startswith("layer_") and layer[6:].isdigit():
+                return int(layer[6:]) + 1, order.get(local, len(order))
+            return 0, order.get(name, len(order))
+
+        return {name: config[name] for name in sorted(config, key=key)}
 
     def sample(self, num_layers: int, rng: random.Random) -> dict[str, Any]:
         """A uniformly random configuration (log-uniform on log ranges); inactive parameters absent."""
@@ -147,7 +171,9 @@ class SearchSpace(BaseModel):
             methods = self.layer_methods({**training, **local})
             if methods:
                 plan[str(i)] = methods
-        return TrialConfig.model_validate({"plan": plan, **training})
+        from autopeft.yamlio import validate
+
+        return validate(TrialConfig, {"plan": plan, **training}, source=source)  # one-line ConfigError
 
     def layer_methods(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One layer's methods: the plan entries whose `when` holds, `$refs` filled from ``values``.

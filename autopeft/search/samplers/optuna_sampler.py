@@ -141,8 +141,10 @@ class OptunaSampler(Sampler):
             return None
         params: dict[str, Any] = {}
         dists: dict[str, Any] = {}
-        for name, value in config.items():
-            param = self.dims[name]
+        for name, param in self.dims.items():  # dimension order, not the stored mapping's
+            if name not in config:
+                continue
+            value = config[name]
             dists[name] = self._distribution(name, param)
             params[name] = choice_index(param, value) if param.choices is not None else value
         return params, dists
