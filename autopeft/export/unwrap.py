@@ -3,7 +3,8 @@
 Training wraps some layers for speed (`train/first_token.py`: the last layer of a BERT classifier;
 `train/frozen.py`: the frozen layers below the lowest adapter). The wrappers hold the original layer
 as `.layer`, which inserts `.layer` into every parameter path: `peft` (and a fresh `apply_plan` model)
-would not find them. `plain_layers` puts the originals back for the duration of a save.
+would not find them. `plain_layers` puts the originals back for the duration of a save. The wrappers
+are recognised by their base class, `train.wrapper.LayerWrapper`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from torch import nn
 
 from autopeft.peft.inject import model_layers
 from autopeft.peft.roles import ArchitectureMap, architecture_for
-
-_WRAPPERS_FROM = "autopeft.train."  # the training-speed wrappers live there
+from autopeft.train.wrapper import LayerWrapper
 
 
 def _inner(module: nn.Module) -> nn.Module:
-    while type(module).__module__.startswith(_WRAPPERS_FROM) and isinstance(getattr(module, "layer", None),
-                                                                             nn.Module):
-        module = module.layer  # type: ignore[assignment]
+    while isinstance(module, LayerWrapper):
+        module = module.layer
     return module
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autopeft.train.wrapper import LayerWrapper
+
 #: `model_type`s whose sequence-classification heads read only the first token.
 FIRST_TOKEN_HEADS = ("bert", "roberta", "xlm-roberta", "electra")
 
@@ -27,12 +29,8 @@ def supports_first_token(model: nn.Module) -> bool:
     return model_type in FIRST_TOKEN_HEADS and type(model).__name__.endswith("ForSequenceClassification")
 
 
-class FirstTokenLayer(nn.Module):
+class FirstTokenLayer(LayerWrapper):
     """Wraps a BERT-family layer; returns `(batch, 1, hidden)`: the first token's output only."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:

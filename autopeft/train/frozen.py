@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autopeft.train.wrapper import LayerWrapper
+
 #: Embedding-side modules (with dropout) that sit before the first layer, by architecture.
 _EMBEDDING_ATTRS = ("embeddings", "drop", "embed_dropout")
 
@@ -63,12 +65,11 @@ class FrozenPrefixCache:
         return out
 
 
-class _FrozenLayer(nn.Module):
+class _FrozenLayer(LayerWrapper):
     """Wraps one frozen layer: eval mode always, no autograd, pass-through on a cache hit."""
 
     def __init__(self, layer: nn.Module, runner: FrozenPrefix, is_last: bool) -> None:
-        super().__init__()
-        self.layer = layer
+        super().__init__(layer)
         self.runner = runner
         self.is_last = is_last
 
