@@ -43,7 +43,8 @@ from autopeft.engine.definition import StudyDefinition, make_objectives  # noqa:
 from autopeft.engine.executors import InProcessExecutor  # noqa: E402
 from autopeft.engine.loop import Budget, StudyLoop  # noqa: E402
 from autopeft.engine.strategy import STRATEGIES, make_sampler_for, make_scheduler  # noqa: E402
-from autopeft.engine.task import OK, TrialOutcome, TrialTask  # noqa: E402
+from autopeft.engine.task import TrialOutcome, TrialTask  # noqa: E402
+from autopeft.status import TrialStatus  # noqa: E402
 from autopeft.search.pareto import hypervolume, pareto_front_mask  # noqa: E402
 
 MIN_F, MAX_F, ETA = 1024, 16384, 3.0
@@ -97,7 +98,7 @@ class Problem:
         config = dict(task.config)
         objectives = {"score": score_at(config, task.fidelity, self.num_layers),
                       "trainable_params": float(self.counter.count(config))}
-        return TrialOutcome(task.number, OK, task.fidelity, objectives, {})
+        return TrialOutcome(task.number, TrialStatus.COMPLETE, task.fidelity, objectives, {})
 
     def hv(self, points: list[tuple[float, float]]) -> float:
         """Hypervolume of (score, params) points above chance and below the space's largest count."""

@@ -1,105 +1,211 @@
 """Where trials run: in this process (tests, debugging) or in a local pool of worker processes.
 
-The interface is the standard library's `concurrent.futures`: `submit(fn, task)` returns a `Future`,
-and the study loop waits on futures. A Ray executor only has to hand back futures too (Ray object
-refs convert with `ref.future()`), so it slots in without touching the loop.
+Every executor is an `Executor`: the lifecycle (submit, cancel one trial, restart, shutdown, the device
+and threads a trial gets) is held once in the base class, and a contract test (tests/engine/
+test_executors.py) runs against each one. `submit` returns a standard `concurrent.futures.Future`; a
+future whose worker died raises `WorkerLostError`, one that ran past the trial timeout raises
+`TrialTimeoutError`, and no other trial's future is touched by either.
+
+The local pool is Pebble's `ProcessPool`, not the standard library's `ProcessPoolExecutor`: when one
+worker of a `ProcessPoolExecutor` dies, the pool breaks and every running future fails with it, and it
+can neither stop one running task nor time one out. Pebble does all three, per task.
 """
 
 from __future__ import annotations
 
+import abc
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any
 
 from autopeft.engine.task import TrialOutcome, TrialTask
 
 Runner = Callable[[TrialTask], TrialOutcome]
 
+#: How often a pool worker checks that the process that started it (the study driver) is still alive.
+PARENT_CHECK_SECONDS = 0.5
 
-class Executor(Protocol):
-    """Runs trial tasks; `workers` is how many run at once."""
 
-    workers: int
+class WorkerLostError(RuntimeError):
+    """The process running a trial died (killed, out of memory, a crash in native code): the trial may run again."""
 
+
+class TrialTimeoutError(RuntimeError):
+    """A trial ran past the study's trial timeout and was stopped."""
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Executor(abc.ABC):
+    """Runs trial tasks, ``workers`` at a time; each trial may be limited to ``trial_timeout`` seconds."""
+
+    def __init__(self, workers: int, *, trial_timeout: float | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if trial_timeout is not None and trial_timeout <= 0:
+            raise ValueError(f"trial_timeout must be > 0, got {trial_timeout}")
+        self.workers = workers
+        self.trial_timeout = trial_timeout
+
+    @abc.abstractmethod
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
-        """Start ``runner(task)``; the future holds its outcome."""
-        ...
+        """Start ``runner(task)``; the future holds its outcome (or `WorkerLostError` / `TrialTimeoutError`)."""
+
+    def cancel(self, future: Future[TrialOutcome]) -> None:  # noqa: B027 - nothing to stop by default
+        """Stop one running trial (its worker process is ended); other trials go on."""
+
+    def restart(self) -> None:  # noqa: B027 - nothing to restart by default
+        """Replace workers that cannot take work any more; running trials are not touched."""
 
     def threads_per_trial(self) -> int | None:
         """CPU threads each trial should use (None: leave it to the recipe)."""
-        ...
+        return None
 
+    def device(self) -> str | None:
+        """The device trials should train on (None: the recipe's choice)."""
+        return None
+
+    @abc.abstractmethod
     def shutdown(self, *, cancel: bool = False) -> None:
-        """Release the workers; with ``cancel``, stop running trials too."""
-        ...
+        """Release the workers; with ``cancel``, stop running trials too (their worker processes end)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.shutdown(cancel=error is not None)
 
 
-class InProcessExecutor:
-    """Runs each task at once, in this process: deterministic, no pickling; `workers` is 1."""
+class InProcessExecutor(Executor):
+    """Runs each task at once, in this process: deterministic, no pickling; one worker, no timeout."""
 
-    workers = 1
+    def __init__(self) -> None:
+        super().__init__(1)
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         future: Future[TrialOutcome] = Future()
         try:
             future.set_result(runner(task))
-        except BaseException as err:  # surfaces at future.result(), as a pool's would
+        except BaseException as err:  # surfaces at future.result(), as a pool's would (Ctrl-C included)
             future.set_exception(err)
         return future
 
-    def threads_per_trial(self) -> int | None:
-        return None
-
     def shutdown(self, *, cancel: bool = False) -> None:
         return None
 
 
-class LocalPoolExecutor:
-    """A pool of ``workers`` processes (spawned, so each has its own torch and threads).
+class LocalPoolExecutor(Executor):
+    """A pool of ``workers`` spawned processes (each its own torch and threads), Pebble's `ProcessPool`.
 
-    Each trial gets ``cores // workers`` threads, so parallel trials do not fight over the CPU.
-    Processes are reused across trials; `max_tasks_per_child` bounds memory creep from model loads.
+    Each trial gets ``cores // workers`` threads, so parallel trials do not fight over the CPU. Processes
+    are reused across trials; ``max_tasks_per_child`` bounds memory creep from model loads. A worker whose
+    driver dies (even by SIGKILL) notices within `PARENT_CHECK_SECONDS` and exits, so no orphan trains on.
     """
 
-    def __init__(self, workers: int, *, max_tasks_per_child: int | None = 20) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.workers = workers
-        self._max_tasks = max_tasks_per_child
+    def __init__(self, workers: int, *, trial_timeout: float | None = None,
+                 max_tasks_per_child: int | None = 20) -> None:
+        super().__init__(workers, trial_timeout=trial_timeout)
+        self._max_tasks = max_tasks_per_child or 0
+        self._inner: dict[Future[TrialOutcome], Future[Any]] = {}
+        self._lock = threading.Lock()
         self._pool = self._new_pool()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=context, max_tasks_per_child=self._max_tasks)
+    def _new_pool(self) -> Any:
+        from pebble import ProcessPool
+
+        return ProcessPool(max_workers=self.workers, max_tasks=self._max_tasks,
+                           context=multiprocessing.get_context("spawn"),
+                           initializer=exit_with_parent, initargs=(os.getpid(),))
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
-        return self._pool.submit(runner, task)
+        outer: Future[TrialOutcome] = Future()
+        inner = self._pool.schedule(runner, args=(task,), timeout=self.trial_timeout)
+        with self._lock:
+            self._inner[outer] = inner
+        inner.add_done_callback(lambda done: self._settle(outer, done))
+        return outer
+
+    def _settle(self, outer: Future[TrialOutcome], inner: Future[Any]) -> None:
+        """Pass the worker's result on, in the executor's own terms (no Pebble type reaches the loop)."""
+        from pebble import ProcessExpired
+
+        with self._lock:
+            self._inner.pop(outer, None)
+        if outer.done():
+            return
+        try:
+            outer.set_result(inner.result())
+        except CancelledError:
+            outer.cancel()
+        except FutureTimeout:
+            outer.set_exception(TrialTimeoutError(f"stopped after {self.trial_timeout:g} s (the trial timeout)"))
+        except ProcessExpired as err:
+            outer.set_exception(WorkerLostError(f"the worker process died (exit code {err.exitcode}: killed, "
+                                                "out of memory, or a crash in native code)"))
+        except Exception as err:
+            outer.set_exception(err)
+
+    def cancel(self, future: Future[TrialOutcome]) -> None:
+        with self._lock:
+            inner = self._inner.get(future)
+        if inner is not None:
+            inner.cancel()  # Pebble ends the worker process running it and starts a fresh one
+        future.cancel()
 
     def restart(self) -> None:
-        """Replace a broken pool (a worker died: killed for memory, or a crash in native code)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
+        if not self._pool.active:
+            self._pool = self._new_pool()
 
     def threads_per_trial(self) -> int | None:
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cores() // self.workers)
 
     def shutdown(self, *, cancel: bool = False) -> None:
         if cancel:
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.terminate()  # no public way to stop running tasks; the pool is discarded after
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._pool.stop()  # ends the worker processes, running trials included
+        else:
+            self._pool.close()
+        self._pool.join()
 
 
-def make_executor(kind: str, workers: int) -> Any:
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initialiser: end this process as soon as its parent (the study driver) is gone.
+
+    A killed driver cannot stop its workers itself; without this they would train on for minutes, at the
+    same time as a resumed study runs the same trials. Polling `os.getppid` is portable across Unixes and
+    unaffected by which driver thread started the worker (unlike Linux's PR_SET_PDEATHSIG).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(70)  # EX_SOFTWARE; no cleanup: the parent that would read our result is gone
+
+    threading.Thread(target=watch, name="autopeft-parent-watch", daemon=True).start()
+
+
+def make_executor(kind: str, workers: int, *, trial_timeout: float | None = None) -> Executor:
     """``local`` (process pool, the default) or ``inprocess``."""
     from autopeft.errors import ConfigError
 
     if kind == "local":
-        return LocalPoolExecutor(workers)
+        return LocalPoolExecutor(workers, trial_timeout=trial_timeout)
     if kind == "inprocess":
         if workers != 1:
             raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")
+        if trial_timeout is not None:
+            raise ConfigError("the in-process executor cannot stop a trial; use --executor local",
+                              field="trial-timeout")
         return InProcessExecutor()
     raise ConfigError(f"unknown executor {kind!r}; accepted: local, inprocess", field="executor")

@@ -11,45 +11,44 @@ equivalents (a job from fidelity a to b costs (b - a) / max), plus an optional w
 loop stops starting work when either is spent and lets running jobs finish, so the last job may
 overshoot the budget by less than one full trial. Failed jobs cost nothing: the budget measures the
 training that produced results, which is also what a resumed study can count from the store.
+
+Faults (see `FaultPolicy`): every job is an attempt in the store. A job whose worker died, or whose
+heartbeat went silent, goes back to waiting and runs again from its checkpoint, up to ``max_retries``
+times; a job past the trial timeout fails its trial; a non-finite objective fails its trial. With a
+`DriverLease`, every write is fenced by the lease, and a driver that was taken over stops at once
+without writing anything more.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autopeft.engine.definition import StudyDefinition
-from autopeft.engine.executors import Executor, Runner
+from autopeft.engine.executors import Executor, Runner, TrialTimeoutError, WorkerLostError
 from autopeft.engine.front import Front, FrontEntry, compute_front, study_front
+from autopeft.engine.lease import DriverLease, FaultPolicy
 from autopeft.engine.paths import trial_dir_for
 from autopeft.engine.progress import Display, NullDisplay, StudyProgress
 from autopeft.engine.strategy import ProposalQueue
-from autopeft.engine.task import OK, TrialOutcome, TrialTask
+from autopeft.engine.task import Heartbeat, TrialOutcome, TrialTask
 from autopeft.errors import AutopeftError, describe_exception
 from autopeft.search.history import History, Observation
 from autopeft.search.samplers.base import Sampler
-from autopeft.search.scheduler import Decision, RestoredTrial, Scheduler, Suggestion, TrialState
-from autopeft.store import ResultRecord, Store, StudyStatus, TrialRecord, TrialStatus
+from autopeft.search.scheduler import Decision, RestoredTrial, Scheduler, Suggestion
+from autopeft.status import AttemptOutcome
+from autopeft.store import AttemptRecord, LeaseLostError, ResultRecord, Store, StudyStatus, TrialRecord, TrialStatus
 
 log = logging.getLogger(__name__)
 
 #: Turns a configuration into the compiled `TrialConfig` mapping the worker trains (raises `AutopeftError`).
 Compile = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
-
-_STORE_TO_STATE = {
-    TrialStatus.WAITING: TrialState.RUNNING,
-    TrialStatus.RUNNING: TrialState.RUNNING,
-    TrialStatus.PAUSED: TrialState.PAUSED,
-    TrialStatus.COMPLETE: TrialState.FINISHED,
-    TrialStatus.PRUNED: TrialState.FINISHED,
-    TrialStatus.FAILED: TrialState.FAILED,
-}
 
 
 def budget_spent(results: Iterable[ResultRecord], max_fidelity: int) -> float:
@@ -84,6 +83,7 @@ class _Running:
     suggestion: Suggestion
     trial: TrialRecord
     cost: float
+    attempt: AttemptRecord
 
 
 @dataclass
@@ -106,6 +106,7 @@ class _Mirror:
     failed: list[Mapping[str, Any]] = field(default_factory=list)
     completed: list[FrontEntry] = field(default_factory=list)
     status: dict[int, TrialStatus] = field(default_factory=dict)  # by trial number
+    lost: dict[int, int] = field(default_factory=dict)  # attempts lost to a dead or silent worker, by trial number
     used: float = 0.0  # budget spent, in full-trial equivalents
 
 
@@ -114,7 +115,8 @@ class StudyLoop:
 
     def __init__(self, *, store: Store, name: str, definition: StudyDefinition, scheduler_factory: Any,
                  sampler: Sampler, executor: Executor, runner: Runner, compile_config: Compile,
-                 budget: Budget, runs_dir: Path | None = None, display: Display | None = None) -> None:
+                 budget: Budget, runs_dir: Path | None = None, display: Display | None = None,
+                 policy: FaultPolicy | None = None, lease: DriverLease | None = None) -> None:
         self.store = store
         self.name = name
         self.definition = definition
@@ -125,6 +127,11 @@ class StudyLoop:
         self.budget = budget
         self.runs_dir = runs_dir
         self.display: Display = display or NullDisplay()
+        self.policy = policy or FaultPolicy()
+        self.lease = lease
+        self._owner = None if lease is None else lease.owner  # fences every write of this driver
+        self._retry: list[Suggestion] = []  # lost jobs to run again before anything new
+        self._last_silence_check = time.monotonic()
         self.queue = ProposalQueue(sampler, self._history)
         self.scheduler: Scheduler = scheduler_factory(self.queue)
         self._mirror = _Mirror()
@@ -143,31 +150,35 @@ class StudyLoop:
     def run(self, *, resume: bool = False) -> StudySummary:
         """Run to the end of the budget; Ctrl-C pauses the study (resume it later from the store)."""
         resubmit = self._restore() if resume else []
-        self.store.set_study_status(self.name, StudyStatus.RUNNING)
+        self.store.set_study_status(self.name, StudyStatus.RUNNING, lease=self._owner)
         try:
             with self.display:
-                for suggestion in resubmit:
-                    self._launch(suggestion, self._trials[suggestion.trial_id])
+                self._retry.extend(resubmit)
                 self._drive()
         except KeyboardInterrupt:
             self._interrupt()
             return self._summary(StudyStatus.PAUSED)
+        except LeaseLostError:
+            self._running.clear()  # taken over: the new driver owns these trials; write nothing more
+            raise
         except BaseException:
             self._interrupt()
             raise
         finally:
-            self.executor.shutdown(cancel=bool(self._running))
+            self.executor.shutdown(cancel=bool(self._running) or (self.lease is not None and self.lease.lost.is_set()))
         for number, trial_status in self._mirror.status.items():
             if trial_status is TrialStatus.PAUSED:  # never promoted within the budget: stopped early for good
-                self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED)
+                self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED, lease=self._owner)
                 self._mirror.status[number] = TrialStatus.PRUNED
-        self.store.set_study_status(self.name, StudyStatus.COMPLETE)
+        self.store.set_study_status(self.name, StudyStatus.COMPLETE, lease=self._owner)
         summary = self._summary(StudyStatus.COMPLETE)
         self.display.finish(self._progress())
         return summary
 
     def _drive(self) -> None:
         while True:
+            if self.lease is not None:
+                self.lease.check()
             self._fill()
             if not self._running:
                 return
@@ -175,6 +186,7 @@ class StudyLoop:
             for future in done:
                 self._finish(future, self._running[future])
                 del self._running[future]  # after: a Ctrl-C inside `_finish` leaves the job to `_interrupt`
+            self._reclaim_silent()
             self.display.update(self._progress())
 
     def _can_start(self) -> bool:
@@ -189,6 +201,9 @@ class StudyLoop:
         free = self.executor.workers - len(self._running)
         if free > 1 and self._can_start():
             self.queue.prefetch(free)  # one joint batch for the free workers
+        while self._retry and len(self._running) < self.executor.workers:
+            again = self._retry.pop(0)  # already paid for: runs even when the budget is spent
+            self._launch(again, self._trials[again.trial_id])
         while len(self._running) < self.executor.workers and self._can_start():
             suggestion = self.scheduler.suggest()
             if suggestion is None:
@@ -203,7 +218,7 @@ class StudyLoop:
             compiled, error = self.compile_config(s.config), None
         except AutopeftError as err:
             compiled, error = None, str(err)
-        trial = self.store.create_trial(self.name, dict(s.config), plan=compiled, bracket=s.bracket)
+        trial = self.store.create_trial(self.name, dict(s.config), plan=compiled, bracket=s.bracket, lease=self._owner)
         self._trials[s.trial_id] = trial
         if error is not None:
             self._fail(s, trial, error)
@@ -212,36 +227,46 @@ class StudyLoop:
 
     def _launch(self, s: Suggestion, trial: TrialRecord) -> None:
         trial_dir = None if self.runs_dir is None else str(trial_dir_for(self.runs_dir, self.name, trial.number))
+        attempt = self.store.start_attempt(trial.id, s.fidelity, resume_from=s.resume_from, lease=self._owner)
+        heartbeat = Heartbeat(self.store.url, trial.id, attempt.id, self.policy.heartbeat_interval)
         task = TrialTask(study=self.name, number=trial.number, config=dict(s.config), trial_config=trial.plan,
                          recipe=self.definition.recipe, recipe_dir=self.definition.recipe_dir,
-                         fidelity=s.fidelity, trial_dir=trial_dir, threads=self.executor.threads_per_trial())
-        self.store.set_trial_status(trial.id, TrialStatus.RUNNING)
+                         fidelity=s.fidelity, trial_dir=trial_dir, threads=self.executor.threads_per_trial(),
+                         heartbeat=heartbeat)
         self._mirror.status[trial.number] = TrialStatus.RUNNING
         cost = (s.fidelity - (s.resume_from or 0)) / self._max
-        self._running[self.executor.submit(self.runner, task)] = _Running(s, trial, cost)
-        log.info("trial %d: %s to %d", trial.number, s.kind.value, s.fidelity)
+        self._running[self.executor.submit(self.runner, task)] = _Running(s, trial, cost, attempt)
+        log.info("trial %d: %s to %d (attempt %d)", trial.number, s.kind.value, s.fidelity, attempt.number)
 
     def _finish(self, future: Future[TrialOutcome], job: _Running) -> None:
         s, trial = job.suggestion, job.trial
+        if future.cancelled():
+            return  # stopped on purpose (`_reclaim_silent`), already accounted for
         try:
             outcome = future.result()
-        except BrokenProcessPool:
-            restart = getattr(self.executor, "restart", None)
-            if restart is not None:
-                restart()
-            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error="the worker process died "
-                                   "(out of memory, or a crash in native code)")
+        except WorkerLostError as err:
+            self._lost(job, str(err))
+            return
+        except TrialTimeoutError as err:
+            self._end_attempt(job, AttemptOutcome.TIMEOUT, str(err))
+            self._fail(s, trial, f"timed out: {err}")
+            return
         except Exception as err:  # a runner that raised instead of reporting: still one trial's failure
-            outcome = TrialOutcome(trial.number, "failed", s.fidelity, error=describe_exception(err))
-        if outcome.status != OK:
+            outcome = TrialOutcome(trial.number, TrialStatus.FAILED, s.fidelity, error=describe_exception(err))
+        if not outcome.ok:
+            self._end_attempt(job, AttemptOutcome.FAILED, outcome.error, outcome.worker)
             self._fail(s, trial, outcome.error or "failed", outcome.worker)
             return
         objectives = {n: float(outcome.objectives[n]) for n in self._names if n in outcome.objectives}
         missing = [n for n in self._names if n not in objectives]
-        if missing:
-            self._fail(s, trial, f"the trial did not report {', '.join(missing)}", outcome.worker)
+        bad = [f"{n} is {v}" for n, v in objectives.items() if not math.isfinite(v)]
+        if missing or bad:
+            error = f"the trial did not report {', '.join(missing)}" if missing else f"objective {', '.join(bad)}"
+            self._end_attempt(job, AttemptOutcome.FAILED, error, outcome.worker)
+            self._fail(s, trial, error, outcome.worker)
             return
-        self.store.record_result(trial.id, s.fidelity, objectives, dict(outcome.metrics))
+        self.store.record_result(trial.id, s.fidelity, objectives, dict(outcome.metrics), lease=self._owner)
+        self._end_attempt(job, AttemptOutcome.REPORTED, None, outcome.worker)
         self._mirror.used += job.cost
         self._mirror.observations.append(Observation(trial.number, dict(s.config), s.fidelity, objectives))
         decision = self.scheduler.on_trial_result(s.trial_id, s.fidelity, objectives)
@@ -251,31 +276,71 @@ class StudyLoop:
             status = TrialStatus.FAILED  # a scheduler stops below max only for a NaN objective
         else:
             status = TrialStatus.PAUSED
-        self.store.set_trial_status(trial.id, status, worker=outcome.worker,
+        self.store.set_trial_status(trial.id, status, worker=outcome.worker, lease=self._owner,
                                     error="an objective was NaN" if status is TrialStatus.FAILED else None)
         self._mirror.status[trial.number] = status
         if status is TrialStatus.COMPLETE:
             self._mirror.completed.append(FrontEntry(trial.id, trial.number, dict(s.config), trial.plan, objectives,
                                                      dict(outcome.metrics), s.fidelity))
             front = self._front()
-            self.store.add_pareto_snapshot(self.name, [e.trial_id for e in front.entries], front.hypervolume)
+            self.store.add_pareto_snapshot(self.name, [e.trial_id for e in front.entries], front.hypervolume,
+                                           lease=self._owner)
 
     def _fail(self, s: Suggestion, trial: TrialRecord, error: str, worker: str | None = None) -> None:
         log.info("trial %d failed: %s", trial.number, error)
-        self.store.set_trial_status(trial.id, TrialStatus.FAILED, error=error, worker=worker)
+        self.store.set_trial_status(trial.id, TrialStatus.FAILED, error=error, worker=worker, lease=self._owner)
         self._mirror.status[trial.number] = TrialStatus.FAILED
         self._mirror.failed.append(dict(s.config))
         self.scheduler.on_trial_error(s.trial_id)
 
+    def _end_attempt(self, job: _Running, outcome: AttemptOutcome, error: str | None,
+                     worker: str | None = None) -> None:
+        self.store.end_attempt(job.attempt.id, outcome, error=error, worker=worker, lease=self._owner)
+
+    def _lost(self, job: _Running, reason: str) -> None:
+        """A job's worker died or went silent: run it again from its checkpoint, or fail after too many losses."""
+        number = job.trial.number
+        self._end_attempt(job, AttemptOutcome.LOST, reason)
+        self._mirror.lost[number] = self._mirror.lost.get(number, 0) + 1
+        if self._mirror.lost[number] > self.policy.max_retries:
+            self._fail(job.suggestion, job.trial, f"lost its worker {self._mirror.lost[number]} times "
+                       f"(--max-retries {self.policy.max_retries}); last: {reason}")
+            return
+        log.info("trial %d: %s; it runs again from its checkpoint", number, reason)
+        self.store.set_trial_status(job.trial.id, TrialStatus.WAITING, lease=self._owner)
+        self._mirror.status[number] = TrialStatus.WAITING
+        self._retry.append(job.suggestion)
+
+    def _reclaim_silent(self) -> None:
+        """Running trials whose worker stopped beating for longer than the grace period are lost."""
+        now = time.monotonic()
+        if now - self._last_silence_check < self.policy.heartbeat_interval or not self._running:
+            return
+        self._last_silence_check = now
+        silent = {t.number for t in self.store.silent_trials(self.name, self.policy.heartbeat_grace)}
+        for future, job in list(self._running.items()):
+            if job.trial.number in silent and not future.done():
+                del self._running[future]
+                self.executor.cancel(future)
+                self._lost(job, f"no heartbeat for over {self.policy.heartbeat_grace:g} s")
+
     def _interrupt(self) -> None:
         """Stop: running trials go back to waiting (a resume runs them again), the study is paused."""
         for job in self._running.values():
-            self.store.set_trial_status(job.trial.id, TrialStatus.WAITING)
-        self.store.set_study_status(self.name, StudyStatus.PAUSED)
+            self._end_attempt(job, AttemptOutcome.INTERRUPTED, "the driver stopped")
+            self.store.set_trial_status(job.trial.id, TrialStatus.WAITING, lease=self._owner)
+        for suggestion in self._retry:
+            self.store.set_trial_status(self._trials[suggestion.trial_id].id, TrialStatus.WAITING, lease=self._owner)
+        self.store.set_study_status(self.name, StudyStatus.PAUSED, lease=self._owner)
 
     # -- resuming ------------------------------------------------------------------------------------
     def _restore(self) -> list[Suggestion]:
         """Rebuild the mirror and the scheduler from the store; return the jobs to run again."""
+        self.store.close_open_attempts(self.name, AttemptOutcome.INTERRUPTED, error="the driver stopped",
+                                       lease=self._owner)
+        for attempt in self.store.attempts(self.name):
+            if attempt.outcome is AttemptOutcome.LOST:
+                self._mirror.lost[attempt.trial_number] = self._mirror.lost.get(attempt.trial_number, 0) + 1
         trials = self.store.trials(self.name)
         configs = {t.number: t.config for t in trials}
         results = sorted(self.store.results(self.name), key=lambda r: r.id)
@@ -292,7 +357,7 @@ class StudyLoop:
             self._mirror.status[trial.number] = trial.status
             if trial.status is TrialStatus.FAILED:
                 self._mirror.failed.append(trial.config)
-            restored.append(RestoredTrial(trial.number, trial.config, _STORE_TO_STATE[trial.status], trial.bracket,
+            restored.append(RestoredTrial(trial.number, trial.config, trial.status, trial.bracket,
                                           tuple(by_number[trial.number])))
         return self.scheduler.restore(restored)
 

@@ -1,7 +1,8 @@
 """The unit of work an executor runs, and what comes back: plain, picklable data (no torch objects).
 
 A task carries everything a worker needs (the recipe as written, the compiled configuration, the
-fidelity, the trial folder), so a worker process or a Ray task never reads the store.
+fidelity, the trial folder), so a worker process or a Ray task never reads the study from the store;
+it only writes its heartbeat there (`Heartbeat`), so the driver can tell a live job from a lost one.
 """
 
 from __future__ import annotations
@@ -10,8 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OK = "complete"
-FAILED = "failed"
+from autopeft.status import TrialStatus
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Where and how often the job signs of life: `Store.beat_trial(trial_id, attempt_id, worker)`."""
+
+    store_url: str
+    trial_id: int
+    attempt_id: int
+    interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,7 @@ class TrialTask:
     trial_dir: str | None = None
     threads: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    heartbeat: Heartbeat | None = None
 
 
 @dataclass(frozen=True)
@@ -35,9 +46,13 @@ class TrialOutcome:
     """A finished job: its objective values at ``fidelity`` (if it got there) and every other measure."""
 
     number: int
-    status: str  # OK or FAILED
+    status: TrialStatus  # COMPLETE (it reported) or FAILED
     fidelity: int
     objectives: Mapping[str, float] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     worker: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TrialStatus.COMPLETE

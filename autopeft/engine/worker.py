@@ -2,6 +2,10 @@
 
 Every error becomes a failed `TrialOutcome` with a one-line reason: a study goes on when one
 configuration cannot train (out of memory, a diverging loss, a plan the model cannot take).
+
+While the job runs, a thread writes its heartbeat to the store (`Heartbeat`), and the trial's folder is
+locked (`flock`), so a job of a resumed study never trains into a checkpoint that a job of an old run
+still writes to: it waits for the old one to end (its driver is gone, so it ends within a second).
 """
 
 from __future__ import annotations
@@ -9,12 +13,22 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from autopeft.engine.task import FAILED, OK, TrialOutcome, TrialTask
-from autopeft.errors import describe_exception
+from autopeft.engine.task import Heartbeat, TrialOutcome, TrialTask
+from autopeft.errors import TrialFailedError, describe_exception
+from autopeft.status import TrialStatus
 
 log = logging.getLogger(__name__)
+
+#: How long a job waits for another process to let go of its trial folder before it gives up.
+FOLDER_LOCK_WAIT_SECONDS = 60.0
+_stores: dict[str, Any] = {}  # one Store per URL per worker process
 
 
 def worker_name() -> str:
@@ -24,10 +38,72 @@ def worker_name() -> str:
 def run_trial(task: TrialTask) -> TrialOutcome:
     """Train the task's configuration to its fidelity and report score and costs (never raises)."""
     try:
-        return _run(task)
+        with _beating(task.heartbeat), _folder_lock(task.trial_dir):
+            return _run(task)
     except Exception as err:  # the study records the failure and goes on
         log.info("trial %d failed: %s", task.number, err, exc_info=log.isEnabledFor(logging.DEBUG))
-        return TrialOutcome(task.number, FAILED, task.fidelity, error=describe_exception(err), worker=worker_name())
+        return TrialOutcome(task.number, TrialStatus.FAILED, task.fidelity, error=describe_exception(err),
+                            worker=worker_name())
+
+
+@contextmanager
+def _beating(heartbeat: Heartbeat | None) -> Iterator[None]:
+    """Beat `Store.beat_trial` every ``interval`` seconds from a thread, until the job ends."""
+    if heartbeat is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        from autopeft.store import Store
+
+        store = _stores.get(heartbeat.store_url) or _stores.setdefault(heartbeat.store_url, Store(heartbeat.store_url))
+        while True:
+            try:
+                if not store.beat_trial(heartbeat.trial_id, heartbeat.attempt_id, worker_name()):
+                    return  # the driver gave this job up; it will be stopped
+            except Exception as err:  # a missed beat is not fatal; the grace period covers a few
+                log.warning("trial heartbeat failed: %s", describe_exception(err))
+            if stop.wait(heartbeat.interval):
+                return
+
+    thread = threading.Thread(target=beat, name="autopeft-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextmanager
+def _folder_lock(trial_dir: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on the trial folder (released by the kernel if this process dies)."""
+    if trial_dir is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    folder = Path(trial_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        deadline = time.monotonic() + FOLDER_LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrialFailedError(f"{folder} is still in use by another process after "
+                                           f"{FOLDER_LOCK_WAIT_SECONDS:.0f} s; is an old run of this study "
+                                           "alive?") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(task: TrialTask) -> TrialOutcome:
@@ -48,9 +124,9 @@ def _run(task: TrialTask) -> TrialOutcome:
     metrics = result.model_dump(mode="json")
     if trial_dir is not None:
         metrics["trial_dir"] = str(trial_dir)
-    if result.status.value == "failed" or result.score is None:
-        return TrialOutcome(task.number, FAILED, result.fidelity, metrics=metrics,
+    if result.status is TrialStatus.FAILED or result.score is None:
+        return TrialOutcome(task.number, TrialStatus.FAILED, result.fidelity, metrics=metrics,
                             error=result.error or "no score", worker=worker_name())
     objectives = {"score": float(result.score), "trainable_params": float(result.trainable_params),
                   "train_seconds": float(result.train_seconds), "peak_memory_mb": float(result.peak_memory_mb)}
-    return TrialOutcome(task.number, OK, result.fidelity, objectives, metrics, worker=worker_name())
+    return TrialOutcome(task.number, TrialStatus.COMPLETE, result.fidelity, objectives, metrics, worker=worker_name())

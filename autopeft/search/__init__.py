@@ -33,7 +33,6 @@ from autopeft.search.scheduler import (
     Scheduler,
     Suggestion,
     SuggestionKind,
-    TrialState,
 )
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "Suggestion",
     "SuggestionKind",
     "TieBreak",
-    "TrialState",
     "bracket_distribution",
     "bracket_rungs",
     "crowding_distance",

@@ -8,7 +8,6 @@ from autopeft.search.pareto import Objective
 from autopeft.search.rungs import validate_fidelities
 from autopeft.search.scheduler import (
     Decision,
-    EntryStatus,
     Propose,
     RestoredTrial,
     Scheduler,
@@ -16,8 +15,8 @@ from autopeft.search.scheduler import (
     SuggestionKind,
     TrialBook,
     TrialEntry,
-    TrialState,
 )
+from autopeft.status import TrialStatus
 
 
 class FullFidelity(Scheduler):
@@ -54,7 +53,7 @@ class FullFidelity(Scheduler):
         trial.reported[fidelity] = values
         if fidelity < self.max_fidelity:
             return Decision.CONTINUE
-        trial.status = EntryStatus.DONE
+        trial.status = TrialStatus.COMPLETE
         return Decision.STOP
 
     def on_trial_error(self, trial_id: int) -> None:
@@ -69,12 +68,12 @@ class FullFidelity(Scheduler):
             trial.reported = {f: dict(v) for f, v in stored.results}
             self._book.trials[stored.trial_id] = trial
             done = self.max_fidelity in trial.reported
-            if stored.state is TrialState.FAILED:
-                trial.status = EntryStatus.FAILED
-            elif done or stored.state is TrialState.FINISHED:
-                trial.status = EntryStatus.DONE
+            if stored.status is TrialStatus.FAILED:
+                trial.status = TrialStatus.FAILED
+            elif done or stored.status in (TrialStatus.COMPLETE, TrialStatus.PRUNED):
+                trial.status = TrialStatus.COMPLETE
             else:  # running, or paused (a full-fidelity study never pauses, but a crash may leave one)
-                trial.status = EntryStatus.RUNNING
+                trial.status = TrialStatus.RUNNING
                 reached = max(trial.reported, default=None)
                 kind = SuggestionKind.START if reached is None else SuggestionKind.RESUME
                 resubmit.append(Suggestion(kind, stored.trial_id, dict(trial.config), self.max_fidelity,

@@ -17,7 +17,6 @@ from autopeft.search.rungs import (
 )
 from autopeft.search.scheduler import (
     Decision,
-    EntryStatus,
     ParetoRanking,
     Propose,
     Ranking,
@@ -27,12 +26,14 @@ from autopeft.search.scheduler import (
     SuggestionKind,
     TrialBook,
     TrialEntry,
-    TrialState,
     clean_objectives,
 )
+from autopeft.status import TrialStatus
 
-_RESTORED_STATUS = {TrialState.PAUSED: EntryStatus.PAUSED, TrialState.FINISHED: EntryStatus.DONE,
-                    TrialState.FAILED: EntryStatus.FAILED, TrialState.RUNNING: EntryStatus.RUNNING}
+#: A stored trial's status as the scheduler keeps it: complete or pruned never run again; in flight runs again.
+_RESTORED_STATUS = {TrialStatus.PAUSED: TrialStatus.PAUSED, TrialStatus.COMPLETE: TrialStatus.COMPLETE,
+                    TrialStatus.PRUNED: TrialStatus.COMPLETE, TrialStatus.FAILED: TrialStatus.FAILED,
+                    TrialStatus.WAITING: TrialStatus.RUNNING, TrialStatus.RUNNING: TrialStatus.RUNNING}
 
 
 class MultiObjectiveHyperband(Scheduler):
@@ -125,10 +126,10 @@ class MultiObjectiveHyperband(Scheduler):
                 continue
             for tid in self._top(bracket, rung, k):
                 trial = self._book.trials[tid]
-                if tid in promoted or trial.status is not EntryStatus.PAUSED:
+                if tid in promoted or trial.status is not TrialStatus.PAUSED:
                     continue
                 promoted.add(tid)
-                trial.status = EntryStatus.RUNNING
+                trial.status = TrialStatus.RUNNING
                 trial.target = self.levels[rung + 1]
                 return Suggestion(
                     SuggestionKind.RESUME, tid, dict(trial.config), trial.target, bracket, rung + 1, self.levels[rung]
@@ -161,9 +162,9 @@ class MultiObjectiveHyperband(Scheduler):
         if fidelity < trial.target:
             return Decision.CONTINUE
         if fidelity >= self.max_fidelity:
-            trial.status = EntryStatus.DONE
+            trial.status = TrialStatus.COMPLETE
             return Decision.STOP
-        trial.status = EntryStatus.PAUSED
+        trial.status = TrialStatus.PAUSED
         return Decision.PAUSE
 
     def on_trial_error(self, trial_id: int) -> None:
@@ -196,14 +197,14 @@ class MultiObjectiveHyperband(Scheduler):
                     arrivals.append((len(arrivals), stored.trial_id, rung, clean))
             # Promoted from every rung below the one it trains towards (or reached).
             for rung in range(bracket, current_rung(target, self.levels)):
-                if rung < top or stored.state is TrialState.RUNNING:
+                if rung < top or stored.status.is_active:
                     self._promoted.setdefault((bracket, rung), set()).add(stored.trial_id)
-            trial.status = _RESTORED_STATUS[stored.state]
-            if stored.state is TrialState.PAUSED and top >= len(self.levels) - 1:
-                trial.status = EntryStatus.DONE
-            if trial.status is EntryStatus.RUNNING:
+            trial.status = _RESTORED_STATUS[stored.status]
+            if stored.status is TrialStatus.PAUSED and top >= len(self.levels) - 1:
+                trial.status = TrialStatus.COMPLETE
+            if trial.status is TrialStatus.RUNNING:
                 if target in trial.reported:  # it reported its target before the stop: nothing to redo
-                    trial.status = EntryStatus.DONE if target >= self.max_fidelity else EntryStatus.PAUSED
+                    trial.status = TrialStatus.COMPLETE if target >= self.max_fidelity else TrialStatus.PAUSED
                     continue
                 start = top >= bracket
                 resubmit.append(Suggestion(SuggestionKind.RESUME if start else SuggestionKind.START,

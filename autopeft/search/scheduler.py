@@ -26,6 +26,7 @@ import numpy as np
 
 from autopeft.errors import ConfigError
 from autopeft.search.pareto import Objective, TieBreak, rank_for_promotion, reference_point, to_minimization
+from autopeft.status import TrialStatus
 
 Config = dict[str, Any]
 Propose = Callable[[int], Sequence[Config]]
@@ -64,22 +65,13 @@ class Suggestion:
     resume_from: int | None = None
 
 
-class TrialState(str, enum.Enum):
-    """A stored trial's state as `Scheduler.restore` reads it (the store's statuses, folded)."""
-
-    RUNNING = "running"  # was in flight when the study stopped: it runs again towards its target
-    PAUSED = "paused"  # stopped at a rung; may still be promoted
-    FINISHED = "finished"  # complete or pruned: never runs again
-    FAILED = "failed"
-
-
 @dataclass(frozen=True)
 class RestoredTrial:
     """What `Scheduler.restore` needs of one stored trial; ``results`` are (fidelity, objectives) in arrival order."""
 
     trial_id: int
     config: Mapping[str, Any]
-    state: TrialState
+    status: TrialStatus  # as stored; waiting and running both mean "was in flight"
     bracket: int | None = None
     results: Sequence[tuple[int, Mapping[str, float]]] = ()
 
@@ -153,19 +145,12 @@ class Scheduler(abc.ABC):
 # -- bookkeeping shared by the scheduler implementations (hyperband.py, full_fidelity.py) --------------
 
 
-class EntryStatus(enum.Enum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    DONE = "done"
-    FAILED = "failed"
-
-
 @dataclass
 class TrialEntry:
     config: Config
     bracket: int
     target: int  # the fidelity the current job trains to
-    status: EntryStatus = EntryStatus.RUNNING
+    status: TrialStatus = TrialStatus.RUNNING  # complete: never runs again
     reported: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
@@ -201,7 +186,7 @@ class TrialBook:
         if trial_id not in self.trials:
             raise KeyError(f"unknown trial {trial_id}")
         trial = self.trials[trial_id]
-        if trial.status is not EntryStatus.RUNNING:
+        if trial.status is not TrialStatus.RUNNING:
             raise ValueError(f"trial {trial_id} is {trial.status.value}, not running")
         return trial
 
@@ -216,14 +201,14 @@ class TrialBook:
             raise ValueError(f"trial {trial_id}: fidelity {fidelity} exceeds the maximum {max_fidelity}")
         values = clean_objectives(objectives, names, trial_id)
         if values is None:
-            trial.status = EntryStatus.FAILED
+            trial.status = TrialStatus.FAILED
         return trial, values
 
     def mark_failed(self, trial_id: int) -> None:
         """A failed trial is never run or promoted again (unknown ids raise KeyError)."""
         if trial_id not in self.trials:
             raise KeyError(f"unknown trial {trial_id}")
-        self.trials[trial_id].status = EntryStatus.FAILED
+        self.trials[trial_id].status = TrialStatus.FAILED
 
 
 def clean_objectives(objectives: Mapping[str, float], names: Sequence[str], trial_id: int) -> dict[str, float] | None:

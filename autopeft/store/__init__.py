@@ -1,14 +1,25 @@
 """The study store (SQLite by default, PostgreSQL by URL): the single source of truth of every study."""
 
-from autopeft.store.errors import AlreadyExistsError, InvalidValueError, NotFoundError, StoreError
+from autopeft.store.errors import (
+    AlreadyExistsError,
+    InvalidValueError,
+    LeaseHeldError,
+    LeaseLostError,
+    NotFoundError,
+    StoreError,
+)
 from autopeft.store.models import StudyStatus, TrialStatus
-from autopeft.store.records import ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
+from autopeft.store.records import AttemptRecord, Lease, ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
 from autopeft.store.store import DEFAULT_URL, Store
 
 __all__ = [
     "DEFAULT_URL",
     "AlreadyExistsError",
+    "AttemptRecord",
     "InvalidValueError",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
     "NotFoundError",
     "ParetoSnapshotRecord",
     "ResultRecord",

@@ -24,3 +24,11 @@ class AlreadyExistsError(StoreError):
 class InvalidValueError(StoreError, ValueError):
     """A write the store refuses: a finished trial moved to another status, a non-finite objective value,
     a snapshot naming trials of another study."""
+
+
+class LeaseHeldError(StoreError):
+    """Another driver runs the study and its heartbeat is fresh: a second driver must not run it too."""
+
+
+class LeaseLostError(StoreError):
+    """This driver's lease was taken over (`--force` elsewhere): it must stop without writing more."""

@@ -15,6 +15,8 @@ from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, String,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from autopeft.status import AttemptOutcome, TrialStatus
+
 
 class StudyStatus(str, enum.Enum):
     """Lifecycle of a study; `running` until the loop finishes or a user pauses it."""
@@ -24,23 +26,6 @@ class StudyStatus(str, enum.Enum):
     COMPLETE = "complete"
     FAILED = "failed"
 
-
-class TrialStatus(str, enum.Enum):
-    """Lifecycle of a trial; `paused` is a trial stopped at a rung that may still be promoted."""
-
-    WAITING = "waiting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETE = "complete"
-    PRUNED = "pruned"
-    FAILED = "failed"
-
-    @property
-    def is_finished(self) -> bool:
-        return self in _FINISHED
-
-
-_FINISHED = frozenset({TrialStatus.COMPLETE, TrialStatus.PRUNED, TrialStatus.FAILED})
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -72,6 +57,12 @@ class Study(Base):
     status: Mapped[StudyStatus] = mapped_column(_status(StudyStatus, "study_status"), default=StudyStatus.RUNNING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # The driver that runs the study (one at a time): its id, where it runs, and its last heartbeat in the
+    # database's clock (so drivers on machines with skewed clocks agree on what is stale).
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Trial(Base):
@@ -90,6 +81,27 @@ class Trial(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # database clock
+
+
+class TrialAttempt(Base):
+    """One job of a trial: which worker ran it, from which fidelity to which, and how it ended."""
+
+    __tablename__ = "trial_attempts"
+    __table_args__ = (UniqueConstraint("trial_id", "number", name="uq_trial_attempts_trial_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per trial
+    fidelity: Mapped[int] = mapped_column(Integer)  # trains to
+    resume_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    driver: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[AttemptOutcome] = mapped_column(_status(AttemptOutcome, "attempt_outcome"),
+                                                    default=AttemptOutcome.RUNNING)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class TrialResult(Base):

@@ -5,11 +5,15 @@ A record is a snapshot taken when the store method returned; read again to see l
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from autopeft.store.models import ParetoSnapshot, Study, StudyStatus, Trial, TrialResult, TrialStatus
+from autopeft.status import AttemptOutcome
+from autopeft.store.models import ParetoSnapshot, Study, StudyStatus, Trial, TrialAttempt, TrialResult, TrialStatus
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -17,6 +21,22 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who drives a study: a fresh id per driver process, with its host and pid for messages and checks."""
+
+    owner: str
+    host: str
+    pid: int
+
+    @classmethod
+    def for_this_process(cls) -> Lease:
+        return cls(owner=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid())
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
 
 
 @dataclass(frozen=True)
@@ -31,12 +51,23 @@ class StudyRecord:
     status: StudyStatus
     created_at: datetime
     updated_at: datetime
+    lease_owner: str | None = None  # the driver running the study, if any (see `Store.acquire_lease`)
+    lease_host: str | None = None
+    lease_pid: int | None = None
+    lease_heartbeat: datetime | None = None
+
+    @property
+    def lease_holder(self) -> str | None:
+        """`host:pid` of the driver holding the lease, for messages."""
+        return None if self.lease_owner is None else f"{self.lease_host}:{self.lease_pid}"
 
     @classmethod
     def from_row(cls, row: Study) -> StudyRecord:
         return cls(id=row.id, name=row.name, space=row.space, recipe=row.recipe, objectives=row.objectives,
                    strategy=row.strategy, seed=row.seed, status=StudyStatus(row.status),
-                   created_at=_utc(row.created_at) or row.created_at, updated_at=_utc(row.updated_at) or row.updated_at)
+                   created_at=_utc(row.created_at) or row.created_at, updated_at=_utc(row.updated_at) or row.updated_at,
+                   lease_owner=row.lease_owner, lease_host=row.lease_host, lease_pid=row.lease_pid,
+                   lease_heartbeat=_utc(row.lease_heartbeat))
 
 
 @dataclass(frozen=True)
@@ -53,13 +84,39 @@ class TrialRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    heartbeat_at: datetime | None = None  # the last sign of life of its running job (database clock)
 
     @classmethod
     def from_row(cls, row: Trial) -> TrialRecord:
         return cls(id=row.id, study_id=row.study_id, number=row.number, config=row.config, plan=row.plan,
                    status=TrialStatus(row.status), error=row.error, worker=row.worker, bracket=row.bracket,
                    created_at=_utc(row.created_at) or row.created_at, started_at=_utc(row.started_at),
-                   finished_at=_utc(row.finished_at))
+                   finished_at=_utc(row.finished_at), heartbeat_at=_utc(row.heartbeat_at))
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One job of a trial: the worker that ran it, the fidelities, and how it ended."""
+
+    id: int
+    trial_id: int
+    trial_number: int
+    number: int
+    fidelity: int
+    resume_from: int | None
+    driver: str | None
+    worker: str | None
+    outcome: AttemptOutcome
+    error: str | None
+    started_at: datetime
+    ended_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: TrialAttempt, trial_number: int) -> AttemptRecord:
+        return cls(id=row.id, trial_id=row.trial_id, trial_number=trial_number, number=row.number,
+                   fidelity=row.fidelity, resume_from=row.resume_from, driver=row.driver, worker=row.worker,
+                   outcome=AttemptOutcome(row.outcome), error=row.error,
+                   started_at=_utc(row.started_at) or row.started_at, ended_at=_utc(row.ended_at))
 
 
 @dataclass(frozen=True)

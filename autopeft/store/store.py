@@ -16,6 +16,11 @@ Concurrency rules:
 - `record_result` is idempotent per (trial, fidelity): the first write wins and later ones return it, so
   a worker may safely retry after losing its connection.
 - Finished trials (complete, pruned, failed) never change status again.
+- One driver per study: the study row holds a lease (`acquire_lease`), renewed by the driver's heartbeat in
+  the database's clock. Writes that drive a study take ``lease=`` and check, in the same transaction, that
+  the caller still holds it (a fencing token), so a driver that was taken over cannot write one more row.
+- Each job of a trial is an attempt (`start_attempt` / `end_attempt`); its worker beats `beat_trial`, and
+  `silent_trials` finds running trials whose worker stopped beating.
 
 SQLAlchemy errors become `StoreError` at one place, `Store._session`.
 """
@@ -23,30 +28,50 @@ SQLAlchemy errors become `StoreError` at one place, `Store._session`.
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
+import psutil
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from autopeft.store.errors import AlreadyExistsError, InvalidValueError, NotFoundError, StoreError
+from autopeft.status import AttemptOutcome
+from autopeft.store.errors import (
+    AlreadyExistsError,
+    InvalidValueError,
+    LeaseHeldError,
+    LeaseLostError,
+    NotFoundError,
+    StoreError,
+)
 from autopeft.store.models import (
     Base,
     ParetoSnapshot,
     Study,
     StudyStatus,
     Trial,
+    TrialAttempt,
     TrialResult,
     TrialStatus,
     utcnow,
 )
-from autopeft.store.records import ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
+from autopeft.store.records import (
+    AttemptRecord,
+    Lease,
+    ParetoSnapshotRecord,
+    ResultRecord,
+    StudyRecord,
+    TrialRecord,
+    _utc,
+)
 
 DEFAULT_URL = "sqlite:///autopeft.db"
 _WRITE_OPTION = "autopeft_write"
@@ -182,17 +207,37 @@ class Store:
             raise NotFoundError(f"no trial with id {trial_id} in {self._display_url}")
         return row
 
+    def _fence_trial(self, session: Session, trial: Trial, lease: str | None) -> None:
+        if lease is not None:
+            _fence(session.get(Study, trial.study_id, with_for_update=True), lease)
+
+    @staticmethod
+    def _now(session: Session) -> datetime:
+        """The database's clock in UTC: leases and heartbeats are written and judged by this one clock."""
+        if session.get_bind().dialect.name == "postgresql":
+            value = session.scalar(text("SELECT clock_timestamp()"))
+            return value.astimezone(timezone.utc)
+        stamp = session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
+        return datetime.fromisoformat(str(stamp)).replace(tzinfo=timezone.utc)
+
     # -- studies ---------------------------------------------------------------------------------------
 
     def create_study(self, name: str, *, space: Any = None, recipe: Any = None, objectives: Any = None,
-                     strategy: str = "mobo-hyperband", seed: int | None = None) -> StudyRecord:
-        """Create a study; `AlreadyExistsError` if the name is taken (names identify studies in the CLI)."""
+                     strategy: str = "mobo-hyperband", seed: int | None = None,
+                     lease: Lease | None = None) -> StudyRecord:
+        """Create a study; `AlreadyExistsError` if the name is taken (names identify studies in the CLI).
+
+        With ``lease``, the creating driver holds the study from the start (no other driver can slip in).
+        """
         with self._session(write=True) as session:
             taken = f"study {name!r} already exists in {self._display_url}; resume it or pick another name"
             if session.scalar(select(Study.id).where(Study.name == name)) is not None:
                 raise AlreadyExistsError(taken)
             row = Study(name=name, space=space or {}, recipe=recipe or {}, objectives=objectives or [],
                         strategy=strategy, seed=seed, status=StudyStatus.RUNNING)
+            if lease is not None:
+                row.lease_owner, row.lease_host, row.lease_pid = lease.owner, lease.host, lease.pid
+                row.lease_heartbeat = self._now(session)
             session.add(row)
             try:
                 session.flush()
@@ -214,13 +259,15 @@ class Store:
             study_id = self._study_row(session, name, lock=True).id
             trial_ids = select(Trial.id).where(Trial.study_id == study_id).scalar_subquery()
             session.execute(delete(TrialResult).where(TrialResult.trial_id.in_(trial_ids)))
+            session.execute(delete(TrialAttempt).where(TrialAttempt.trial_id.in_(trial_ids)))
             session.execute(delete(Trial).where(Trial.study_id == study_id))
             session.execute(delete(ParetoSnapshot).where(ParetoSnapshot.study_id == study_id))
             session.execute(delete(Study).where(Study.id == study_id))
 
-    def set_study_status(self, name: str, status: StudyStatus | str) -> StudyRecord:
+    def set_study_status(self, name: str, status: StudyStatus | str, *, lease: str | None = None) -> StudyRecord:
         with self._session(write=True) as session:
             row = self._study_row(session, name, lock=True)
+            _fence(row, lease)
             row.status = StudyStatus(status)
             row.updated_at = utcnow()
             session.flush()
@@ -228,10 +275,13 @@ class Store:
 
     # -- trials ----------------------------------------------------------------------------------------
 
-    def create_trial(self, study: str, config: Any, plan: Any = None, *, bracket: int | None = None) -> TrialRecord:
+    def create_trial(self, study: str, config: Any, plan: Any = None, *, bracket: int | None = None,
+                     lease: str | None = None) -> TrialRecord:
         """Add a waiting trial numbered max(number) + 1 under the study lock (see the module docstring)."""
         with self._session(write=True) as session:
-            study_id = self._study_row(session, study, lock=True).id
+            study_row = self._study_row(session, study, lock=True)
+            _fence(study_row, lease)
+            study_id = study_row.id
             number = session.scalar(
                 select(func.coalesce(func.max(Trial.number) + 1, 0)).where(Trial.study_id == study_id))
             row = Trial(study_id=study_id, number=int(number or 0), config=config, plan=plan, bracket=bracket,
@@ -266,11 +316,12 @@ class Store:
         return counts
 
     def set_trial_status(self, trial_id: int, status: TrialStatus | str, *, error: str | None = None,
-                         worker: str | None = None) -> TrialRecord:
+                         worker: str | None = None, lease: str | None = None) -> TrialRecord:
         """Move a trial; stamps started_at on first run and finished_at on finishing."""
         new = TrialStatus(status)
         with self._session(write=True) as session:
             row = self._trial_row(session, trial_id, lock=True)
+            self._fence_trial(session, row, lease)
             old = TrialStatus(row.status)
             if old.is_finished and new is not old:
                 raise InvalidValueError(f"trial {row.number} (id {trial_id}) is {old.value}; it cannot become "
@@ -291,12 +342,13 @@ class Store:
     # -- results ---------------------------------------------------------------------------------------
 
     def record_result(self, trial_id: int, fidelity: int, objectives: Mapping[str, float],
-                      metrics: Mapping[str, Any] | None = None) -> ResultRecord:
+                      metrics: Mapping[str, Any] | None = None, *, lease: str | None = None) -> ResultRecord:
         """Store the trial's objective values at a fidelity; the first write per (trial, fidelity) wins."""
         values = {"trial_id": trial_id, "fidelity": int(fidelity), "objectives": _check_objectives(objectives),
                   "metrics": dict(metrics or {}), "created_at": utcnow()}
         with self._session(write=True) as session:
             trial = self._trial_row(session, trial_id)
+            self._fence_trial(session, trial, lease)
             key = (TrialResult.trial_id == trial_id, TrialResult.fidelity == int(fidelity))
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(pg_insert(TrialResult).values(**values)
@@ -320,12 +372,14 @@ class Store:
 
     # -- Pareto snapshots ------------------------------------------------------------------------------
 
-    def add_pareto_snapshot(self, study: str, trial_ids: Iterable[int],
-                            hypervolume: float | None = None) -> ParetoSnapshotRecord:
+    def add_pareto_snapshot(self, study: str, trial_ids: Iterable[int], hypervolume: float | None = None, *,
+                            lease: str | None = None) -> ParetoSnapshotRecord:
         """Record the current front (trial ids of this study) and its hypervolume."""
         ids = sorted({int(i) for i in trial_ids})
         with self._session(write=True) as session:
-            study_id = self._study_row(session, study).id
+            study_row = self._study_row(session, study, lock=lease is not None)
+            _fence(study_row, lease)
+            study_id = study_row.id
             if ids:
                 found = set(session.scalars(select(Trial.id).where(Trial.study_id == study_id, Trial.id.in_(ids))))
                 missing = [i for i in ids if i not in found]
@@ -343,3 +397,135 @@ class Store:
             row = session.scalars(select(ParetoSnapshot).where(ParetoSnapshot.study_id == study_id)
                                   .order_by(ParetoSnapshot.id.desc()).limit(1)).one_or_none()
             return None if row is None else ParetoSnapshotRecord.from_row(row)
+
+    # -- leases: one driver per study ------------------------------------------------------------------
+
+    def acquire_lease(self, study: str, lease: Lease, *, ttl: float, force: bool = False) -> StudyRecord:
+        """Make ``lease`` the study's driver; `LeaseHeldError` while another driver's lease is fresh.
+
+        A lease is stale when its heartbeat is older than ``ttl`` seconds in the database's clock, or when
+        its holder ran on this host and its process is gone (a crash is taken over at once). ``force``
+        takes a fresh lease too: the old driver notices at its next heartbeat or write, and stops.
+        """
+        with self._session(write=True) as session:
+            row = self._study_row(session, study, lock=True)
+            now = self._now(session)
+            if row.lease_owner not in (None, lease.owner) and not force:
+                beat = _utc(row.lease_heartbeat)
+                age = math.inf if beat is None else (now - beat).total_seconds()
+                if age < ttl and not _holder_is_gone(row.lease_host, row.lease_pid):
+                    raise LeaseHeldError(
+                        f"study {study!r} is being run by {row.lease_host}:{row.lease_pid} (heartbeat {age:.0f} s "
+                        f"ago); wait for it, stop it, or pass --force if that process is gone")
+            row.lease_owner, row.lease_host, row.lease_pid = lease.owner, lease.host, lease.pid
+            row.lease_heartbeat = now
+            session.flush()
+            return StudyRecord.from_row(row)
+
+    def renew_lease(self, study: str, owner: str) -> bool:
+        """The driver's heartbeat; False when another driver took the study over (then stop at once)."""
+        with self._session(write=True) as session:
+            row = self._study_row(session, study, lock=True)
+            if row.lease_owner != owner:
+                return False
+            row.lease_heartbeat = self._now(session)
+            return True
+
+    def release_lease(self, study: str, owner: str) -> None:
+        """Give the study up (a clean stop); a lease held by another driver is left alone."""
+        with self._session(write=True) as session:
+            row = self._study_row(session, study, lock=True)
+            if row.lease_owner == owner:
+                row.lease_owner = row.lease_host = row.lease_pid = row.lease_heartbeat = None
+
+    # -- attempts and heartbeats -----------------------------------------------------------------------
+
+    def start_attempt(self, trial_id: int, fidelity: int, *, resume_from: int | None = None,
+                      lease: str | None = None) -> AttemptRecord:
+        """A new job of the trial: the trial becomes running, with a fresh heartbeat, in one transaction."""
+        with self._session(write=True) as session:
+            trial = self._trial_row(session, trial_id, lock=True)
+            self._fence_trial(session, trial, lease)
+            if TrialStatus(trial.status).is_finished:
+                raise InvalidValueError(f"trial {trial.number} (id {trial_id}) is {trial.status.value}; it cannot run")
+            count = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial_id)) or 0
+            now = utcnow()
+            row = TrialAttempt(trial_id=trial_id, number=int(count) + 1, fidelity=int(fidelity),
+                               resume_from=resume_from, driver=lease, outcome=AttemptOutcome.RUNNING, started_at=now)
+            session.add(row)
+            trial.status = TrialStatus.RUNNING
+            trial.started_at = trial.started_at or now
+            trial.heartbeat_at = self._now(session)
+            session.flush()
+            return AttemptRecord.from_row(row, trial.number)
+
+    def end_attempt(self, attempt_id: int, outcome: AttemptOutcome | str, *, error: str | None = None,
+                    worker: str | None = None, lease: str | None = None) -> None:
+        """Close a running attempt with how it ended (an attempt already closed is left as it is)."""
+        with self._session(write=True) as session:
+            row = session.get(TrialAttempt, attempt_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"no attempt with id {attempt_id} in {self._display_url}")
+            trial = self._trial_row(session, row.trial_id)
+            self._fence_trial(session, trial, lease)
+            if row.outcome is not AttemptOutcome.RUNNING:
+                return
+            row.outcome, row.ended_at = AttemptOutcome(outcome), utcnow()
+            row.error = error if error is not None else row.error
+            row.worker = worker or row.worker
+
+    def close_open_attempts(self, study: str, outcome: AttemptOutcome | str, *, error: str | None = None,
+                            lease: str | None = None) -> int:
+        """Close every attempt of the study still marked running (a driver that stopped left them open)."""
+        with self._session(write=True) as session:
+            study_row = self._study_row(session, study, lock=True)
+            _fence(study_row, lease)
+            trial_ids = select(Trial.id).where(Trial.study_id == study_row.id).scalar_subquery()
+            rows = session.scalars(select(TrialAttempt).where(TrialAttempt.trial_id.in_(trial_ids),
+                                                              TrialAttempt.outcome == AttemptOutcome.RUNNING)).all()
+            for row in rows:
+                row.outcome, row.ended_at, row.error = AttemptOutcome(outcome), utcnow(), error
+            return len(rows)
+
+    def beat_trial(self, trial_id: int, attempt_id: int, worker: str) -> bool:
+        """A worker's sign of life for its job; False once that attempt was closed (the job was given up)."""
+        with self._session(write=True) as session:
+            attempt = session.get(TrialAttempt, attempt_id)
+            if attempt is None or attempt.trial_id != trial_id or attempt.outcome is not AttemptOutcome.RUNNING:
+                return False
+            trial = self._trial_row(session, trial_id)
+            trial.heartbeat_at = self._now(session)
+            attempt.worker = trial.worker = worker
+            return True
+
+    def silent_trials(self, study: str, grace: float) -> list[TrialRecord]:
+        """Running trials whose last heartbeat is older than ``grace`` seconds (database clock)."""
+        with self._session() as session:
+            study_id = self._study_row(session, study).id
+            now = self._now(session)
+            rows = session.scalars(select(Trial).where(Trial.study_id == study_id,
+                                                       Trial.status == TrialStatus.RUNNING)).all()
+            return [TrialRecord.from_row(r) for r in rows
+                    if r.heartbeat_at is not None and (now - (_utc(r.heartbeat_at) or now)).total_seconds() > grace]
+
+    def attempts(self, study: str) -> list[AttemptRecord]:
+        """Every attempt of every trial of the study, by trial number then attempt number."""
+        with self._session() as session:
+            study_id = self._study_row(session, study).id
+            rows = session.execute(select(TrialAttempt, Trial.number).join(Trial, TrialAttempt.trial_id == Trial.id)
+                                   .where(Trial.study_id == study_id)
+                                   .order_by(Trial.number, TrialAttempt.number)).all()
+            return [AttemptRecord.from_row(row, number) for row, number in rows]
+
+
+def _fence(study: Study | None, lease: str | None) -> None:
+    """Refuse a driver's write once its lease is gone (checked inside the writing transaction)."""
+    if lease is None or study is None or study.lease_owner == lease:
+        return
+    holder = "no driver" if study.lease_owner is None else f"{study.lease_host}:{study.lease_pid}"
+    raise LeaseLostError(f"study {study.name!r} was taken over by {holder}; this driver stopped")
+
+
+def _holder_is_gone(host: str | None, pid: int | None) -> bool:
+    """A lease holder that ran on this machine and whose process no longer exists (a crashed driver)."""
+    return host == socket.gethostname() and pid is not None and not psutil.pid_exists(pid)

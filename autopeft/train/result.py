@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import enum
-
 from pydantic import BaseModel, Field
 
+from autopeft.status import TrialStatus  # complete, pruned (stopped at a checkpoint) or failed
 
-class TrialStatus(str, enum.Enum):
-    COMPLETE = "complete"  # reached the requested fidelity
-    PRUNED = "pruned"  # stopped early by a scheduler at an intermediate checkpoint
-    FAILED = "failed"  # could not go on; `error` says why
+__all__ = ["TrialResult", "TrialStatus"]
 
 
 class TrialResult(BaseModel):

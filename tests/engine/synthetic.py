@@ -8,7 +8,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from autopeft.engine.task import FAILED, OK, TrialOutcome, TrialTask
+from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.status import TrialStatus
 from autopeft.search.history import Config, History
 from autopeft.search.samplers.base import Sampler
 from autopeft.space.params import Param
@@ -28,9 +29,9 @@ def objectives(config: Mapping[str, Any], fidelity: int) -> dict[str, float]:
 def synthetic_runner(task: TrialTask) -> TrialOutcome:
     """Fails for y > 0.9 (as a trial that runs out of memory would); otherwise reports both objectives."""
     if float(task.config["y"]) > 0.9:
-        return TrialOutcome(task.number, FAILED, task.fidelity, error="RuntimeError: synthetic failure",
+        return TrialOutcome(task.number, TrialStatus.FAILED, task.fidelity, error="RuntimeError: synthetic failure",
                             worker=str(os.getpid()))
-    return TrialOutcome(task.number, OK, task.fidelity, objectives(task.config, task.fidelity),
+    return TrialOutcome(task.number, TrialStatus.COMPLETE, task.fidelity, objectives(task.config, task.fidelity),
                         {"trainable_share": 0.01, "pid": os.getpid()}, worker=str(os.getpid()))
 
 

@@ -16,8 +16,8 @@ from autopeft.search import (
     Scheduler,
     Suggestion,
     SuggestionKind,
-    TrialState,
 )
+from autopeft.status import TrialStatus
 from tests.search.test_scheduler import MAX_F, TWO, synthetic
 
 CONFIGS = [{"x": float(x), "y": float(y)} for x, y in np.random.default_rng(3).random((200, 2))]
@@ -40,7 +40,7 @@ class Recorder:
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.results: dict[int, list[tuple[int, dict[str, float]]]] = {}
-        self.state: dict[int, TrialState] = {}
+        self.state: dict[int, TrialStatus] = {}
         self.configs: dict[int, dict[str, Any]] = {}
         self.brackets: dict[int, int] = {}
 
@@ -52,12 +52,12 @@ class Recorder:
         self.brackets.setdefault(s.trial_id, s.bracket)
         if fail:
             self.scheduler.on_trial_error(s.trial_id)
-            self.state[s.trial_id] = TrialState.FAILED
+            self.state[s.trial_id] = TrialStatus.FAILED
             return s
         values = synthetic(s.config, s.fidelity)
         self.results.setdefault(s.trial_id, []).append((s.fidelity, values))
         decision = self.scheduler.on_trial_result(s.trial_id, s.fidelity, values)
-        self.state[s.trial_id] = TrialState.PAUSED if decision is Decision.PAUSE else TrialState.FINISHED
+        self.state[s.trial_id] = TrialStatus.PAUSED if decision is Decision.PAUSE else TrialStatus.COMPLETE
         return s
 
     def start_only(self) -> Suggestion:
@@ -66,7 +66,7 @@ class Recorder:
         assert s is not None
         self.configs[s.trial_id] = dict(s.config)
         self.brackets.setdefault(s.trial_id, s.bracket)
-        self.state[s.trial_id] = TrialState.RUNNING
+        self.state[s.trial_id] = TrialStatus.RUNNING
         return s
 
     def stored(self, *, with_brackets: bool = True) -> list[RestoredTrial]:
