@@ -64,6 +64,11 @@ class TrainingSpec(_Strict):
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping; null turns it off.")
+    divergence_factor: float | None = Field(
+        default=10.0, gt=1,
+        description="Fail the trial as diverged once its smoothed training loss exceeds this many times its "
+        "first loss (floored at 0.1); null turns the check off.",
+    )
     seed: int = Field(default=0, description="Seeds weights of new modules, data order and dropout.")
     threads: int | None = Field(default=None, gt=0, description="CPU threads; default: all cores.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto")

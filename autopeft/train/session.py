@@ -38,6 +38,13 @@ from autopeft.train.state import (
 )
 from autopeft.train.tasks import EncodedSplit, encode, load_task
 
+#: Weight of the newest step in the smoothed loss the divergence rule watches (an exponential moving
+#: average over about 10 steps): one bad batch moves it by a tenth, a runaway loss at once.
+LOSS_SMOOTHING = 0.1
+#: The smallest starting loss the divergence rule scales: a model whose first loss is near 0 (a
+#: classifier that already knows the task) would otherwise be flagged for ordinary noise.
+MIN_REFERENCE_LOSS = 0.1
+
 
 class TrainingSession:
     """Builds everything a trial trains with; `train_until(step)` advances it."""
@@ -53,9 +60,9 @@ class TrainingSession:
             torch.backends.cuda.enable_cudnn_sdp(False)
         if self.training.threads:
             torch.set_num_threads(self.training.threads)
-        # Settings that change only speed stay out of it: a study's worker (1 thread) and `export`
-        # or `train` (all cores) must see the same trial.
-        speed_only = {"threads", "eval_batch_size", "cache_max_mb", "device"}
+        # Settings that change only speed (or only when a diverging run gives up) stay out of it: a study's
+        # worker (1 thread) and `export` or `train` (all cores) must see the same trial.
+        speed_only = {"threads", "eval_batch_size", "cache_max_mb", "device", "divergence_factor"}
         self.fingerprint = config_fingerprint({"config": config.model_dump(mode="json"),
                                                "recipe": recipe.model_dump(mode="json",
                                                                            exclude={"training": speed_only})})
@@ -101,6 +108,7 @@ class TrainingSession:
         )
         self.step = 0
         self.losses: list[float] = []
+        self.smoothed_loss: float | None = None
         self.failure: str | None = None
         self.batches = _train_batches(self.splits["train"], self.training)
 
@@ -109,7 +117,11 @@ class TrainingSession:
         return len(self.splits["dev"]) > 0
 
     def train_until(self, stop: int, on_step: Callable[[int], None] | None = None) -> float:
-        """Train steps `self.step .. stop-1`; returns the seconds spent. Sets `failure` on a non-finite loss."""
+        """Train steps `self.step .. stop-1`; returns the seconds spent.
+
+        Sets `failure` (and stops before that step's update) on a non-finite loss or a diverged one
+        (`diverged`).
+        """
         model, split = self.model, self.splits["train"]
         model.train()
         started = time.perf_counter()
@@ -123,6 +135,9 @@ class TrainingSession:
             if not math.isfinite(value):
                 self.failure = f"non-finite training loss ({value}) at step {self.step + 1}"
                 break
+            self.failure = self.diverged(value)
+            if self.failure is not None:
+                break
             loss.backward()
             if self.training.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.training.max_grad_norm)
@@ -134,6 +149,13 @@ class TrainingSession:
             if on_step is not None:
                 on_step(self.step)
         return time.perf_counter() - started
+
+    def diverged(self, value: float) -> str | None:
+        """Fold this step's loss into the smoothed loss; the reason to stop if the run has diverged."""
+        self.smoothed_loss = smooth_loss(self.smoothed_loss, value)
+        if not self.losses:
+            return None  # this is the first loss: the reference
+        return divergence(self.losses[0], self.smoothed_loss, self.training.divergence_factor, self.step + 1)
 
     @torch.no_grad()
     def evaluate(self, split_name: str) -> dict[str, float]:
@@ -175,9 +197,32 @@ class TrainingSession:
         self.scheduler.load_state_dict(state.scheduler)
         torch.set_rng_state(state.rng)
         self.step, self.losses = state.step, list(state.losses)
+        self.smoothed_loss = None
+        for value in self.losses:
+            self.smoothed_loss = smooth_loss(self.smoothed_loss, value)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def smooth_loss(previous: float | None, value: float) -> float:
+    """The next exponential moving average of the training loss (the first loss starts it)."""
+    return value if previous is None else previous + LOSS_SMOOTHING * (value - previous)
+
+
+def divergence(start: float, smoothed: float, factor: float | None, step: int) -> str | None:
+    """Why the run has diverged at ``step``, or None: the divergence rule.
+
+    The rule: the smoothed training loss (`smooth_loss`) above ``factor`` times the first step's loss
+    ``start`` (floored at `MIN_REFERENCE_LOSS`). The first loss is measured before any update, so no
+    learning rate can inflate it; the average keeps one noisy batch from failing a healthy run, while a
+    runaway loss (1e5 where it started at 0.69) trips it at once. NaN and inf are caught before this.
+    """
+    if factor is None or smoothed <= factor * max(start, MIN_REFERENCE_LOSS):
+        return None
+    base = f"its starting value {start:.3g}" if start >= MIN_REFERENCE_LOSS else (
+        f"{MIN_REFERENCE_LOSS:g} (its starting value {start:.3g} is below that floor)")
+    return f"diverged: smoothed training loss {smoothed:.3g} at step {step} is above {factor:g}x {base}"
 
 
 def _device(name: str) -> torch.device:

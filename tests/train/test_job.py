@@ -4,6 +4,7 @@ failures as results, and the fast paths (frozen-prefix cache, fused LoRA) agains
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from autopeft.space.config import TrialConfig
 from autopeft.train.job import TrialJob
 from autopeft.train.recipe import TrialRecipe
 from autopeft.train.result import TrialResult, TrialStatus
+from autopeft.train.session import divergence, smooth_loss
 from autopeft.train.state import STATE_FILE, trainable_state
 from tests.conftest import TINY_PLAN, tiny_recipe_dict
 
@@ -207,6 +209,48 @@ def test_non_finite_loss_is_a_failed_result(tiny_model_dir: Path, tmp_path: Path
     assert result.steps < 6
     assert result.score is None
     assert not (tmp_path / STATE_FILE).exists(), "a failed trial saves no state to continue from"
+
+
+def test_runaway_loss_is_a_failed_result_as_diverged(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """At learning rate 1e6 the loss stays finite but jumps from 0.69 to ~6e5: that trial has diverged."""
+    job = TrialJob(_recipe(tiny_model_dir), _config(learning_rate=1e6), trial_dir=tmp_path)
+    result = job.run(checkpoints=[6], on_checkpoint=lambda r: pytest.fail("no checkpoint after a failure"))
+    assert result.status is TrialStatus.FAILED
+    assert result.error is not None and "\n" not in result.error
+    assert re.fullmatch(r"diverged: smoothed training loss \S+ at step 2 is above 10x its starting value 0\.69\d*",
+                        result.error), result.error
+    assert float(result.error.split()[4]) > 1e3
+    assert result.steps == 1 and result.score is None
+    assert not (tmp_path / STATE_FILE).exists(), "a failed trial saves no state to continue from"
+
+
+def test_a_normal_run_and_a_switched_off_check_are_not_flagged(tiny_model_dir: Path) -> None:
+    normal = TrialJob(_recipe(tiny_model_dir, fmax=24), _config())
+    result = normal.run()
+    assert result.status is TrialStatus.COMPLETE and result.error is None
+    assert normal.session.smoothed_loss is not None and normal.session.smoothed_loss < 2 * normal.session.losses[0]
+    unchecked = TrialJob(_recipe(tiny_model_dir, divergence_factor=None), _config(learning_rate=1e6)).run()
+    assert unchecked.status is TrialStatus.COMPLETE and unchecked.score is not None, "the rule is the setting's"
+
+
+def test_the_divergence_rule_smooths_noise_and_floors_its_reference() -> None:
+    def first_alarm(losses: list[float], factor: float | None = 10.0) -> str | None:
+        smoothed = None
+        for step, value in enumerate(losses, start=1):
+            smoothed = smooth_loss(smoothed, value)
+            reason = divergence(losses[0], smoothed, factor, step) if step > 1 else None
+            if reason is not None:
+                return reason
+        return None
+
+    assert first_alarm([0.69] * 5 + [20.0] + [0.69] * 5) is None, "one bad batch is noise"
+    assert first_alarm([0.69, 0.7, 300104.0]) == (
+        "diverged: smoothed training loss 3e+04 at step 3 is above 10x its starting value 0.69")
+    assert first_alarm([0.69] + [8.0] * 30) is not None, "a loss that stays high trips it too"
+    assert first_alarm([0.69] + [8.0] * 30, factor=None) is None
+    assert first_alarm([0.001, 0.05, 0.2, 0.1]) is None, "near-zero starts are floored"
+    assert first_alarm([0.001] + [2.0] * 40) == ("diverged: smoothed training loss 1.04 at step 8 is above 10x 0.1 "
+                                                 "(its starting value 0.001 is below that floor)")
 
 
 def test_runtime_error_in_training_is_a_failed_result(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
