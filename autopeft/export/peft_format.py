@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,13 @@ from autopeft.peft.lora.layer import DoraDelta, LoraDelta
 from autopeft.peft.plan import PeftPlan
 from autopeft.peft.prefix.config import PrefixSpec
 from autopeft.peft.prefix.layer import PrefixKV
+from autopeft.peft.registry import METHODS, PeftEquivalent
 from autopeft.peft.roles import ARCHITECTURES, ArchitectureMap, Role, architecture_for
 
 #: Model types whose projections are transformers' `Conv1D` (weight stored (in, out)): `fan_in_fan_out`.
 CONV1D_MODEL_TYPES = frozenset({"gpt2"})
-#: Methods that `peft` has no equivalent for.
-NO_PEFT_EQUIVALENT = frozenset({"serial_adapter", "parallel_adapter"})
-_FAMILY = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "prefix": "prefix tuning"}
+#: Methods that `peft` has no equivalent for (the registry says so).
+NO_PEFT_EQUIVALENT = frozenset(name for name, info in METHODS.items() if info.peft is None)
 _PEFT_PREFIX = "base_model.model."  # keys of tuners that wrap the model (LoRA, IA3)
 _PEFT_PROMPT_PREFIX = "base_model."  # keys of prompt-learning methods, which hold the model directly
 
@@ -117,17 +118,24 @@ def to_peft_config(plan: PeftPlan, model: nn.Module | str, *, arch: Architecture
     if not plan.adapted_layers:
         reasons.append("the plan adapts no layer")
     if len(families) > 1:
-        names = " and ".join(_FAMILY[f] for f in families)
-        why = "use_dora applies to every module" if families == ["dora", "lora"] else "a peft adapter holds one method"
+        equivalents = [_equivalent(f) for f in families]
+        names = " and ".join(e.label for e in equivalents)
+        options = sorted({o for e in equivalents for o in e.options})
+        one_tuner = len({e.peft_type for e in equivalents}) == 1
+        why = f"{', '.join(options)} applies to every module" if one_tuner and options else \
+            "a peft adapter holds one method"
         reasons.append(f"mixes {names}: {why}")
     if reasons or not families:
         return PeftExport(None, reasons)
-    family = families[0]
-    if family in ("lora", "dora"):
-        return _lora_config(plan, where, use_dora=family == "dora")
-    if family == "ia3":
-        return _ia3_config(plan, where)
-    return _prefix_config(plan, where)
+    equivalent = _equivalent(families[0])
+    return _CONFIG_WRITERS[equivalent.peft_type](plan, where, **equivalent.options)
+
+
+def _equivalent(name: str) -> PeftEquivalent:
+    equivalent = METHODS[name].peft
+    if equivalent is None:
+        raise ValueError(f"{name} has no peft equivalent")
+    return equivalent
 
 
 def _targets(plan: PeftPlan, where: _Where, what: str) -> tuple[list[_Target], list[str]]:
@@ -166,7 +174,7 @@ def _number(x: float) -> float | int:
     return int(x) if float(x).is_integer() else x
 
 
-def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool) -> PeftExport:
+def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool = False) -> PeftExport:
     from peft import LoraConfig
 
     what = "DoRA" if use_dora else "LoRA"
@@ -250,6 +258,12 @@ def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
     note = (f"peft passes the prefix as a cache, so the real tokens sit at positions {lengths[0]}.. in peft and "
             "at 0.. in autopeft: with absolute position embeddings the outputs differ")
     return PeftExport(_jsonable(config.to_dict()), [], [note])
+
+
+#: `peft`'s tuner (`PeftEquivalent.peft_type`) -> the function that writes its config, with the method's options.
+_CONFIG_WRITERS: dict[str, Callable[..., PeftExport]] = {
+    "LORA": _lora_config, "IA3": _ia3_config, "PREFIX_TUNING": _prefix_config,
+}
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

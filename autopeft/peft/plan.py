@@ -7,24 +7,28 @@ count and checks that it fits (layers in range, no two low-rank updates on one p
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from autopeft.errors import ConfigError
 from autopeft.layer_selectors import parse_layer_selector
-from autopeft.peft.bottleneck.config import ParallelAdapterSpec, SerialAdapterSpec
-from autopeft.peft.ia3.config import IA3Spec
-from autopeft.peft.lora.config import DoraSpec, LoraSpec
-from autopeft.peft.prefix.config import PrefixSpec
+from autopeft.peft.lora.config import LoraSpec
+from autopeft.peft.registry import METHODS, registered
 from autopeft.peft.roles import Role
+from autopeft.peft.spec import MethodSpecBase
 
-MethodSpec = Annotated[
-    LoraSpec | DoraSpec | IA3Spec | SerialAdapterSpec | ParallelAdapterSpec | PrefixSpec,
-    Field(discriminator="method"),
-]
-METHOD_NAMES = ("lora", "dora", "ia3", "serial_adapter", "parallel_adapter", "prefix")
+#: Every registered method's name, in attach order: the registry is the one list of methods.
+METHOD_NAMES = tuple(info.name for info in registered())
+
+if TYPE_CHECKING:
+    MethodSpec: TypeAlias = MethodSpecBase
+else:  # the union of the registered spec types, discriminated on `method`
+    MethodSpec = Annotated[functools.reduce(operator.or_, [info.spec_type for info in registered()]),
+                           Field(discriminator="method")]
 
 _METHODS_ADAPTER: TypeAdapter[list[MethodSpec]] = TypeAdapter(list[MethodSpec])
 
@@ -96,9 +100,9 @@ class PeftPlan(BaseModel):
                                 source=source, field=where,
                             )
                         low_rank[role] = spec.method
-            for method in ("ia3", "serial_adapter", "parallel_adapter", "prefix"):
-                if counts.get(method, 0) > 1:
-                    raise ConfigError(f"{method} appears {counts[method]} times; at most once per layer",
+            for method, count in counts.items():
+                if count > 1 and not METHODS[method].repeatable:
+                    raise ConfigError(f"{method} appears {count} times; at most once per layer",
                                       source=source, field=where)
 
 

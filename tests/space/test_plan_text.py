@@ -41,3 +41,12 @@ def test_default_roles_are_the_specs_defaults() -> None:
         fields = {"method": name, "r": 1} if name in ("lora", "dora") else {"method": name}
         spec = METHODS[name].spec_type.model_validate(fields)
         assert [r.value for r in spec.roles] == roles, name
+
+
+def test_every_registered_method_has_a_short_form() -> None:
+    """A method added to the registry must be taught to plan_text (unknown methods show their bare name)."""
+    from autopeft.peft.registry import METHODS
+    from autopeft.space.plan_text import method_text
+
+    for name in METHODS:
+        assert method_text({"method": name}) != name, name

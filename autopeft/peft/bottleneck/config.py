@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from autopeft.peft.spec import MethodSpecBase
 
 Activation = Literal["relu", "gelu", "silu", "tanh"]
 
 
-class SerialAdapterSpec(BaseModel):
+class SerialAdapterSpec(MethodSpecBase):
     """`h + up(act(down(h)))` on a sub-block's output, before its residual connection.
 
     `pfeiffer` places one adapter after the feed-forward output; `houlsby` places one after the
     attention output and one after the feed-forward output.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["serial_adapter"] = "serial_adapter"
     size: int = Field(gt=0, description="Bottleneck width (the reduced dimension); must be > 0.")
@@ -26,10 +26,8 @@ class SerialAdapterSpec(BaseModel):
     )
 
 
-class ParallelAdapterSpec(BaseModel):
+class ParallelAdapterSpec(MethodSpecBase):
     """`FFN(x) + scaling * up(act(down(x)))`: a bottleneck beside the feed-forward block (He et al., 2022)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["parallel_adapter"] = "parallel_adapter"
     size: int = Field(gt=0, description="Bottleneck width; must be > 0.")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from autopeft.peft.roles import Role
+from autopeft.peft.spec import MethodSpecBase
 
 
-class LoraSpec(BaseModel):
+class LoraSpec(MethodSpecBase):
     """Low-rank update `W + (alpha / r) * B @ A` on the chosen projections of one layer (Hu et al., 2021)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["lora"] = "lora"
     r: int = Field(gt=0, description="Rank of the update; must be > 0.")

@@ -4,9 +4,10 @@ from autopeft.peft.attention import ATTN_IMPLEMENTATION, use_autopeft_attention
 from autopeft.peft.prefix.config import PrefixSpec
 from autopeft.peft.prefix.layer import PREFIX_ATTR, PrefixKV, extend_mask, prefix_attention_forward
 from autopeft.peft.prefix.model import attach_prefix
-from autopeft.peft.registry import MethodInfo, register
+from autopeft.peft.registry import MethodInfo, PeftEquivalent, register
 
-register(MethodInfo(name="prefix", spec_type=PrefixSpec, attach=attach_prefix, order=50))
+register(MethodInfo(name="prefix", spec_type=PrefixSpec, attach=attach_prefix, order=50,
+                    peft=PeftEquivalent("PREFIX_TUNING", "prefix tuning")))
 
 __all__ = [
     "ATTN_IMPLEMENTATION",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from autopeft.peft.spec import MethodSpecBase
 
 
-class PrefixSpec(BaseModel):
+class PrefixSpec(MethodSpecBase):
     """Learned key/value vectors prepended to one layer's attention (Li & Liang, 2021).
 
     Lengths may differ from layer to layer. With `reparam`, the prefix is produced by a two-layer MLP
     from a smaller embedding during training (as in the paper) and its trainable size counts that MLP.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["prefix"] = "prefix"
     length: int = Field(gt=0, description="Number of virtual tokens in this layer; must be > 0.")
