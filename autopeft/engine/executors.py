@@ -131,6 +131,7 @@ class LocalPoolExecutor(Executor):
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         outer: Future[TrialOutcome] = Future()
+        self.restart()  # a pool whose manager failed is replaced once, before it takes the task
         inner = self._pool.schedule(runner, args=(task,), timeout=self.trial_timeout)
         with self._lock:
             self._inner[outer] = inner
@@ -177,6 +178,10 @@ class LocalPoolExecutor(Executor):
         else:
             self._pool.close()
         self._pool.join()
+        with self._lock:
+            unsettled, self._inner = list(self._inner), {}
+        for future in unsettled:
+            future.cancel()  # a stopped pool settles nothing more
 
 
 def exit_with_parent(parent_pid: int) -> None:
