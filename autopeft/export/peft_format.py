@@ -16,10 +16,12 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import torch
+from packaging.version import Version
 from torch import nn
 
 from autopeft.errors import ConfigError, UnsupportedArchitectureError
@@ -251,6 +253,8 @@ def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
     if reparam:
         reasons.append(f"layer {reparam[0]}: reparametrised prefix; peft's prefix_projection is one MLP shared "
                        "by all layers")
+    if broken := peft_prefix_unsupported():
+        reasons.append(broken)
     if reasons:
         return PeftExport(None, reasons)
     config = PrefixTuningConfig(num_virtual_tokens=lengths[0], task_type="SEQ_CLS",
@@ -264,6 +268,32 @@ def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
 _CONFIG_WRITERS: dict[str, Callable[..., PeftExport]] = {
     "LORA": _lora_config, "IA3": _ia3_config, "PREFIX_TUNING": _prefix_config,
 }
+
+
+#: transformers 5.24.0 renamed the models' `past_key_values` forward argument to `cache` (the old name is
+#: still accepted, deprecated, until 5.40). peft's prefix-tuning forward (`_prefix_tuning_forward`, up to
+#: 0.21.2 at least) looks for a parameter literally named `past_key_values` in the signature of the model's
+#: and then its backbone's forward, finds neither, and raises "Model does not support past key values which
+#: are required for prefix tuning" on the first forward pass. Loading the adapter works; running it does not.
+CACHE_RENAMED_IN_TRANSFORMERS = Version("5.24.0")
+#: The newest peft known to have that check: the latest release when the rename came out. A newer peft is
+#: assumed fixed until scripts/check_latest.sh shows otherwise (then raise this).
+LAST_PEFT_WITH_OLD_CACHE_NAME = Version("0.21.2")
+
+
+def peft_prefix_unsupported(transformers_version: str | None = None, peft_version: str | None = None) -> str | None:
+    """Why `peft` cannot run a prefix-tuning adapter with these versions (default: the installed ones),
+    or None when it can. A version check, not a probe: the breakage is in peft's argument lookup, the same
+    for every model (BERT, GPT-2, Llama alike)."""
+    transformers_v = transformers_version or version("transformers")
+    peft_v = peft_version or version("peft")
+    # base_version: a 5.24 pre-release already has the rename; a locally built 0.21.2+x is still 0.21.2.
+    if (Version(Version(transformers_v).base_version) >= CACHE_RENAMED_IN_TRANSFORMERS
+            and Version(Version(peft_v).base_version) <= LAST_PEFT_WITH_OLD_CACHE_NAME):
+        return (f"peft {peft_v} cannot run prefix tuning on transformers {transformers_v}: it looks for the "
+                "argument `past_key_values`, renamed `cache` in transformers 5.24 (use transformers<5.24, "
+                "as constraints.txt pins, or a newer peft)")
+    return None
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
