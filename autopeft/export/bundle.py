@@ -2,7 +2,7 @@
 
 One file holds the recipe as the user wrote it (with the folder its relative paths resolve against),
 the configuration (`TrialConfig`: plan and learning-rate settings) and the provenance (study, trial,
-objectives, storage URL without password). `read_bundle` validates all of it at once, so `autopeft
+objectives, storage URL with its password masked). `read_bundle` validates all of it at once, so `autopeft
 train` fails before loading a model, with one line naming the file and the field.
 """
 
@@ -37,7 +37,7 @@ class Provenance(BaseModel):
     fidelity: int = Field(description="The fidelity the objectives were measured at (the recipe's max).")
     objectives: dict[str, float] = Field(default_factory=dict)
     trainable_share: float | None = None
-    storage: str = Field(description="The store's URL, without password.")
+    storage: str = Field(description="The store's URL, its password masked.")
     exported_at: str | None = None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from autopeft.engine.definition import StudyDefinition
 from autopeft.engine.front import FrontEntry, study_front
@@ -21,6 +21,7 @@ from autopeft.errors import AutopeftError
 from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, write_bundle
 from autopeft.export.select import Rule, select, share_pct
 from autopeft.export.staging import staged_dir
+from autopeft.store import display_url
 
 if TYPE_CHECKING:
     from autopeft.export.peft_format import PeftExport
@@ -53,16 +54,15 @@ class ExportReport:
 
 
 def public_url(url: str) -> str:
-    """The store URL without its password (provenance is meant to be shared), SQLite paths absolute."""
+    """The store URL with its password masked (`display_url`: provenance is meant to be shared), SQLite
+    paths absolute (meaningful from any folder)."""
     try:
         u = make_url(url)
-        database = u.database
-        if u.get_backend_name() == "sqlite" and database not in (None, "", ":memory:"):
-            database = str(Path(str(database)).expanduser().resolve())  # meaningful from any folder
-        bare = URL.create(u.drivername, u.username, None, u.host, u.port, database, u.query)
-        return bare.render_as_string(hide_password=False)
-    except Exception:  # an unparsable URL never reached a store; keep nothing that could be a secret
-        return url.split("@")[-1]
+    except Exception:  # an unparsable URL never reached a store
+        return display_url(url)
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+        u = u.set(database=str(Path(str(u.database)).expanduser().resolve()))
+    return display_url(u)
 
 
 def default_trial_dir(storage_url: str, study: str, number: int) -> Path:

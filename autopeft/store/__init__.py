@@ -11,6 +11,7 @@ from autopeft.store.errors import (
 from autopeft.store.models import StudyStatus, TrialStatus
 from autopeft.store.records import AttemptRecord, Lease, ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
 from autopeft.store.store import DEFAULT_URL, Store
+from autopeft.store.urls import display_url, has_password
 
 __all__ = [
     "DEFAULT_URL",
@@ -29,4 +30,6 @@ __all__ = [
     "StudyStatus",
     "TrialRecord",
     "TrialStatus",
+    "display_url",
+    "has_password",
 ]

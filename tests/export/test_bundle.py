@@ -60,8 +60,9 @@ def test_errors_name_file_and_field(tmp_path: Path, edit: object, field: str, me
     assert message in str(info.value)
 
 
-def test_public_url_drops_the_password() -> None:
-    assert public_url("postgresql+psycopg://me:secret@db:5432/x") == "postgresql+psycopg://me@db:5432/x"
+def test_public_url_masks_the_password() -> None:
+    assert public_url("postgresql+psycopg://me:secret@db:5432/x") == "postgresql+psycopg://me:***@db:5432/x"
+    assert public_url("postgresql+psycopg://me@db:5432/x") == "postgresql+psycopg://me@db:5432/x"
     assert public_url("sqlite:////data/autopeft.db") == "sqlite:////data/autopeft.db"
     assert public_url("sqlite:///autopeft.db") == f"sqlite:///{Path.cwd() / 'autopeft.db'}"
 
