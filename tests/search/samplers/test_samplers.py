@@ -78,6 +78,22 @@ def test_same_seed_and_history_give_the_same_proposals(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_key_order_of_stored_configurations_changes_no_proposal(name: str) -> None:
+    """PostgreSQL's jsonb gives configurations back with their keys reordered (shorter first)."""
+    history = _warm_history()
+
+    def reordered(config: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: config[k] for k in sorted(config, key=lambda k: (len(k), k), reverse=True)}
+
+    stored = History(observations=tuple(Observation(o.trial, reordered(o.config), o.fidelity, o.objectives)
+                                        for o in history.observations),
+                     pending=tuple(reordered(c) for c in history.pending), num_trials=history.num_trials,
+                     failed=tuple(reordered(c) for c in history.failed))
+    assert [list(o.config) for o in stored.observations] != [list(o.config) for o in history.observations]
+    assert _sampler(name, seed=5).propose(4, stored) == _sampler(name, seed=5).propose(4, history)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_pending_seen_and_failed_configurations_are_not_proposed_again(name: str) -> None:
     base = _warm_history()
     first = _sampler(name).propose(3, base)
