@@ -350,7 +350,6 @@ class StudyLoop:
             self._mirror.observations.append(Observation(result.trial_number, configs[result.trial_number],
                                                          result.fidelity, dict(result.objectives)))
         self._mirror.used = budget_spent(results, self._max)
-        self._mirror.completed = list(study_front(self.store, self.name).completed)
         restored = []
         for trial in trials:
             self._trials[trial.number] = trial
@@ -359,7 +358,18 @@ class StudyLoop:
                 self._mirror.failed.append(trial.config)
             restored.append(RestoredTrial(trial.number, trial.config, trial.status, trial.bracket,
                                           tuple(by_number[trial.number])))
-        return self.scheduler.restore(restored)
+        resubmit = self.scheduler.restore(restored)
+        # An active trial the scheduler does not run again had reported its target before the stop (the
+        # driver stopped between `record_result` and the status write): record the status it missed.
+        again = {s.trial_id for s in resubmit}
+        for trial in trials:
+            if trial.status.is_active and trial.number not in again:
+                reached = max((f for f, _ in by_number[trial.number]), default=0)
+                status = TrialStatus.COMPLETE if reached >= self._max else TrialStatus.PAUSED
+                self.store.set_trial_status(trial.id, status, lease=self._owner)
+                self._mirror.status[trial.number] = status
+        self._mirror.completed = list(study_front(self.store, self.name).completed)
+        return resubmit
 
     # -- reporting -----------------------------------------------------------------------------------
     def _front(self) -> Front:

@@ -463,11 +463,15 @@ class Store:
                     worker: str | None = None, lease: str | None = None) -> None:
         """Close a running attempt with how it ended (an attempt already closed is left as it is)."""
         with self._session(write=True) as session:
+            trial_id = session.scalar(select(TrialAttempt.trial_id).where(TrialAttempt.id == attempt_id))
+            if trial_id is None:
+                raise NotFoundError(f"no attempt with id {attempt_id} in {self._display_url}")
+            # The study's lock before the attempt's, the order `close_open_attempts` takes them in: the
+            # other order deadlocks a driver taken over here with the new driver closing its attempts.
+            self._fence_trial(session, self._trial_row(session, trial_id), lease)
             row = session.get(TrialAttempt, attempt_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no attempt with id {attempt_id} in {self._display_url}")
-            trial = self._trial_row(session, row.trial_id)
-            self._fence_trial(session, trial, lease)
             if row.outcome is not AttemptOutcome.RUNNING:
                 return
             row.outcome, row.ended_at = AttemptOutcome(outcome), utcnow()
