@@ -22,6 +22,7 @@ class ConfigError(AutopeftError, ValueError):
         parts = [p for p in (source, field) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.message = message  # without the prefix, so a caller can re-attribute it to another file or field
         self.source = source
         self.field = field
 

@@ -22,17 +22,55 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("file not found", source=str(path)) from None
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", source=str(path)) from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes().count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"byte 0x{err.object[err.start]:02x} at offset {err.start} (line {line}) is not UTF-8; "
+                          "save the file as UTF-8", source=str(path)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"not valid YAML{where}", source=str(path)) from None
+    except RecursionError:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("must be a YAML mapping at the top level", source=str(path))
+    _check_tree(data, source=str(path))
     return data
+
+
+#: Deepest nesting a file may use (spaces, recipes and configurations need about 6).
+MAX_DEPTH = 50
+
+
+def _check_tree(data: Any, *, source: str) -> None:
+    """Refuse a document that contains itself (a YAML alias to its own anchor) or nests absurdly deep:
+    both pass pydantic's `Any` fields and break later (JSON for the store, recursion)."""
+    _height(data, source, set(), {})
+
+
+def _height(data: Any, source: str, parents: set[int], done: dict[int, int]) -> int:
+    """Nesting height of `data`; each shared (aliased) node is walked once."""
+    if not isinstance(data, dict | list):
+        return 0
+    key = id(data)
+    if key in done:
+        return done[key]
+    if key in parents:
+        raise ConfigError("an alias refers to a mapping or list that contains it (a cycle)", source=source)
+    if len(parents) >= MAX_DEPTH:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=source)
+    parents.add(key)
+    values = data.values() if isinstance(data, dict) else data
+    height = 1 + max((_height(v, source, parents, done) for v in values), default=0)
+    parents.discard(key)
+    if len(parents) + height > MAX_DEPTH:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source=source)
+    done[key] = height
+    return height
 
 
 def validate(model: type[M], data: Any, *, source: str | None = None, prefix: str = "") -> M:

@@ -29,8 +29,8 @@ venv=$tmp/venv
 
 echo "== newest releases against constraints.txt"
 awk -F'==' 'NR == FNR { if ($0 !~ /^#/ && NF == 2) locked[tolower($1)] = $2; next }
-            { n = tolower($1); seen[n] = 1
-              if (locked[n] != $2) printf "  %-28s %s -> %s\n", $1, (n in locked ? locked[n] : "(new)"), $2 }
+            { n = tolower($1); seen[n] = 1; was = (n in locked) ? locked[n] : "(new)"
+              if (was != $2) printf "  %-28s %s -> %s\n", $1, was, $2 }
             END { for (n in locked) if (!(n in seen)) printf "  %-28s %s -> (gone)\n", n, locked[n] }' \
     constraints.txt "$tmp/freeze.txt"
 

@@ -19,6 +19,11 @@ from typer.core import TyperGroup
 from autopeft.errors import AutopeftError
 from autopeft.train.verbosity import VERBOSE_ENV
 
+try:  # Typer vendors its own Click (typer._click) since 0.2x; its usage errors are that Click's
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - an older Typer on the real Click
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from autopeft.store import Store
 
@@ -34,6 +39,13 @@ class _OneLineErrors(TyperGroup):
             return super().invoke(ctx)
         except AutopeftError as err:
             err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except UsageError as err:  # a bad or missing option or argument, as Click parses them
+            if isinstance(err, NoArgsIsHelpError):
+                raise  # a bare command group prints its help
+            where = f"{err.ctx.command_path}: " if err.ctx is not None else ""
+            err_console.print(f"error: {where}{err.format_message()} (see --help)", markup=False,
+                              highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -69,14 +81,11 @@ Storage = Annotated[str, typer.Option("--storage", envvar=STORAGE_ENV,
 def open_store(url: str) -> Store:
     """The store at `url`; a missing SQLite file is an error here (reading must not create an empty store)."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
 
+    from autopeft.engine.checks import check_storage
     from autopeft.store import Store, StoreError
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"{url!r} is not a database URL (e.g. sqlite:///autopeft.db)") from None
+    parsed = make_url(check_storage(url))
     database = parsed.database
     on_disk = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
     if on_disk and not Path(str(database)).expanduser().is_file():

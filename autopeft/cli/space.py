@@ -28,13 +28,11 @@ def space_check(
     seed: Annotated[int, typer.Option(help="Seed of the sampled configuration.")] = 0,
 ) -> None:
     """Validate a space on the recipe's model (no weights loaded) and print its size and parameter range."""
-    from autopeft.space.space import load_space
-    from autopeft.train.counting import ParamCounter
+    from autopeft.engine.checks import checked_space
     from autopeft.train.recipe import load_recipe
 
-    loaded = load_space(space)
     recipe = load_recipe(trial)
-    counter = ParamCounter.for_recipe(recipe, loaded, source=str(space))
+    loaded, counter = checked_space(space, recipe, recipe_source=str(trial))  # the checks `study run` makes
     report = {"model": recipe.model.name, **space_report(loaded, counter, seed=seed)}
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -17,7 +17,7 @@ from autopeft.errors import ConfigError
 from autopeft.store import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from autopeft.engine.loop import Budget, StudySummary
+    from autopeft.engine.loop import StudySummary
     from autopeft.store import Store
 
 study_app = typer.Typer(no_args_is_help=True, help="Run, resume and manage studies.")
@@ -40,12 +40,6 @@ def parse_duration(text: str | None) -> float | None:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"{text!r} is not a duration; accepted: a positive number with s, m or h", field="max-time")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-def _budget(budget: float | None, max_time: str | None) -> Budget:
-    from autopeft.engine.loop import Budget
-
-    return Budget(trials=budget, seconds=parse_duration(max_time))
 
 
 def _display(quiet: bool) -> Any:
@@ -89,21 +83,26 @@ def study_run(
     quiet: Quiet = False,
 ) -> None:
     """Create a study and run it until the budget is spent, showing the front as it grows."""
-    from autopeft.engine.study import new_study, run_study
+    from autopeft.engine.checks import check_run_options, check_storage, check_study
+    from autopeft.engine.study import create_study, run_study
     from autopeft.store import Store
 
     for path, field in ((space, "--space"), (trial, "--trial")):
         if not path.is_file():
             raise ConfigError(f"no such file: {path}", field=field)
     names = tuple(n.strip() for n in objectives.split(",") if n.strip())
-    limits = _budget(budget, max_time)
+    # Every input is checked before the store is opened: a bad one writes no row, no file, no folder.
+    run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
+                            runs_dir=runs_dir)
+    check_storage(storage)
+    checked = check_study(space, trial, name=name, strategy=strategy, seed=seed, objectives=names, eta=eta,
+                          budget=budget)
     store = Store(storage)
-    study_name, _ = new_study(store, space, trial, name=name, strategy=strategy, seed=seed, objectives=names,
-                              eta=eta, budget=budget)
+    study_name, _ = create_study(store, checked)
     err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
                       f"store {storage}", highlight=False)
-    summary = run_study(store, study_name, budget=limits, workers=workers, executor=executor, runs_dir=runs_dir,
-                        display=_display(quiet))
+    summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
+                        runs_dir=run.runs_dir, display=_display(quiet))
     _print_summary(summary, storage)
 
 
@@ -121,12 +120,15 @@ def study_resume(
     quiet: Quiet = False,
 ) -> None:
     """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
+    from autopeft.engine.checks import check_run_options
     from autopeft.engine.study import run_study
 
+    run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
+                            runs_dir=runs_dir, require_budget=False)
     store = open_store(storage)
     _require(store, name)
-    summary = run_study(store, name, budget=_budget(budget, max_time), workers=workers, executor=executor,
-                        runs_dir=runs_dir, display=_display(quiet), resume=True, force=force)
+    summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
+                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force)
     _print_summary(summary, storage)
 
 

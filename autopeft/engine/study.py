@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from autopeft.engine.checks import CheckedStudy, check_study
 from autopeft.engine.definition import DEFAULT_OBJECTIVES, TRAINABLE_PARAMS, StudyDefinition, make_objectives
 from autopeft.engine.executors import Runner, make_executor
 from autopeft.engine.loop import Budget, StudyLoop, StudySummary
@@ -22,7 +23,6 @@ from autopeft.engine.progress import Display
 from autopeft.engine.strategy import (
     DEFAULT_STRATEGY,
     StrategyOptions,
-    check_strategy,
     make_sampler_for,
     make_scheduler,
 )
@@ -37,25 +37,25 @@ def default_study_name(space_name: str, recipe_name: str) -> str:
 def new_study(store: Store, space_path: str | Path, recipe_path: str | Path, *, name: str | None = None,
               strategy: str = DEFAULT_STRATEGY, seed: int = 0, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
               eta: float = 3.0, budget: float | None = None) -> tuple[str, StudyDefinition]:
-    """Validate the space against the recipe's model and create the study row (nothing runs yet)."""
-    from autopeft.space.space import load_space
-    from autopeft.train.counting import ParamCounter
-    from autopeft.train.recipe import load_recipe
+    """Check every input (`engine.checks.check_study`), then create the study row (nothing runs yet)."""
+    checked = check_study(space_path, recipe_path, name=name, strategy=strategy, seed=seed, objectives=objectives,
+                          eta=eta, budget=budget)
+    return create_study(store, checked)
+
+
+def create_study(store: Store, checked: CheckedStudy) -> tuple[str, StudyDefinition]:
+    """Write the row of a study whose inputs passed `check_study`: the only write a new study makes."""
     from autopeft.yamlio import read_yaml
 
-    check_strategy(strategy)
-    space_path, recipe_path = Path(space_path), Path(recipe_path)
-    space, recipe = load_space(space_path), load_recipe(recipe_path)
-    counter = ParamCounter.for_recipe(recipe, space)  # builds the model skeleton: checks the space fits it
-    space.dimensions(counter.num_layers)
     definition = StudyDefinition(
-        space=read_yaml(space_path), recipe=read_yaml(recipe_path),
-        objectives=make_objectives(objectives, base_params=counter.base_params),
-        recipe_dir=str(recipe.base_dir), space_path=str(space_path), recipe_path=str(recipe_path),
-        options={"strategy": strategy, "seed": seed, "eta": eta, "budget": budget})
-    study_name = name or default_study_name(space.name, recipe.name)
+        space=read_yaml(checked.space_path), recipe=read_yaml(checked.recipe_path),
+        objectives=make_objectives(checked.objectives, base_params=checked.counter.base_params),
+        recipe_dir=str(checked.recipe.base_dir), space_path=str(checked.space_path),
+        recipe_path=str(checked.recipe_path),
+        options={"strategy": checked.strategy, "seed": checked.seed, "eta": checked.eta, "budget": checked.budget})
+    study_name = checked.name or default_study_name(checked.space.name, checked.recipe.name)
     store.create_study(study_name, space=definition.space_json(), recipe=definition.recipe_json(),
-                       objectives=definition.objectives_json(), strategy=strategy, seed=seed)
+                       objectives=definition.objectives_json(), strategy=checked.strategy, seed=checked.seed)
     return study_name, definition
 
 

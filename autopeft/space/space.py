@@ -168,7 +168,12 @@ class SearchSpace(BaseModel):
         plan: dict[str, list[dict[str, Any]]] = {}
         for i in self.layer_indices(num_layers):
             local = {name: config[f"layer_{i}.{name}"] for name in self.layers if f"layer_{i}.{name}" in config}
-            methods = self.layer_methods({**training, **local})
+            try:
+                methods = self.layer_methods({**training, **local})
+            except KeyError as err:  # a plan entry reads a parameter that does not exist in this configuration
+                ref = str(err.args[0])
+                raise ConfigError("a plan entry reads it where it does not exist; give that entry a `when`",
+                                  source=source, field=ref if ref in self.training else f"layer_{i}.{ref}") from None
             if methods:
                 plan[str(i)] = methods
         from autopeft.yamlio import validate

@@ -31,6 +31,8 @@ class TrialJob:
 
     def __init__(self, recipe: TrialRecipe, config: TrialConfig, *, trial_dir: Path | None = None,
                  config_source: str | None = None) -> None:
+        if trial_dir is not None and trial_dir.exists() and not trial_dir.is_dir():
+            raise ConfigError(f"{trial_dir} exists and is not a folder", field="trial_dir")
         self.recipe = recipe
         self.config = config
         self.trial_dir = trial_dir

@@ -39,10 +39,27 @@ def read_columns(path: Path, columns: Sequence[str], *, header: Sequence[str] | 
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     fmt = file_format(path)
-    rows = list(_jsonl(path, columns) if fmt == "jsonl" else _delimited(path, columns, fmt, header))
+    try:
+        rows = list(_jsonl(path, columns) if fmt == "jsonl" else _delimited(path, columns, fmt, header))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def not_utf8(path: Path) -> DataError:
+    """Where the first byte that is not UTF-8 sits (line and byte offset), and what to do about it."""
+    data = path.read_bytes()
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        data[bom:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = bom + err.start
+        line = data.count(b"\n", 0, offset) + 1
+        return DataError(f"{path}:{line}: byte 0x{data[offset]:02x} at offset {offset} is not UTF-8; re-encode the "
+                         "file as UTF-8 (e.g. iconv -f latin1 -t utf-8 IN > OUT)")
+    return DataError(f"{path}: not UTF-8; re-encode the file as UTF-8")
 
 
 def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[str] | None) -> Iterator[Row]:
