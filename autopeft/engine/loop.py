@@ -151,6 +151,7 @@ class StudyLoop:
         """Run to the end of the budget; Ctrl-C pauses the study (resume it later from the store)."""
         resubmit = self._restore() if resume else []
         self.store.set_study_status(self.name, StudyStatus.RUNNING, lease=self._owner)
+        taken_over = False
         try:
             with self.display:
                 self._retry.extend(resubmit)
@@ -159,13 +160,13 @@ class StudyLoop:
             self._interrupt()
             return self._summary(StudyStatus.PAUSED)
         except LeaseLostError:
-            self._running.clear()  # taken over: the new driver owns these trials; write nothing more
+            taken_over = True  # the new driver owns these trials: stop their jobs, write nothing more
             raise
         except BaseException:
             self._interrupt()
             raise
         finally:
-            self.executor.shutdown(cancel=bool(self._running) or (self.lease is not None and self.lease.lost.is_set()))
+            self.executor.shutdown(cancel=bool(self._running) or taken_over)
         for number, trial_status in self._mirror.status.items():
             if trial_status is TrialStatus.PAUSED:  # never promoted within the budget: stopped early for good
                 self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED, lease=self._owner)

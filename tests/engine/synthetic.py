@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from autopeft.engine.task import TrialOutcome, TrialTask
-from autopeft.status import TrialStatus
 from autopeft.search.history import Config, History
 from autopeft.search.samplers.base import Sampler
 from autopeft.space.params import Param
+from autopeft.status import TrialStatus
 
 MAX_F = 27
 DIMS = {"x": Param.model_validate({"float": [0.0, 1.0]}), "y": Param.model_validate({"float": [0.0, 1.0]})}
