@@ -49,7 +49,8 @@ class _OneLineErrors(TyperGroup):
             raise typer.Exit(2) from None
 
 
-app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False,
+# No local variables in tracebacks: they would print a --storage URL's password.
+app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Search PEFT configurations.")
 
 
@@ -83,11 +84,24 @@ def open_store(url: str) -> Store:
     from sqlalchemy.engine import make_url
 
     from autopeft.engine.checks import check_storage
-    from autopeft.store import Store, StoreError
+    from autopeft.store import Store, StoreError, display_url
 
     parsed = make_url(check_storage(url))
     database = parsed.database
     on_disk = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
     if on_disk and not Path(str(database)).expanduser().is_file():
-        raise StoreError(f"no store at {database} ({url}); run a study first or pass --storage")
+        raise StoreError(f"no store at {database} ({display_url(url)}); run a study first or pass --storage")
     return Store(url)
+
+
+def storage_option(url: str) -> tuple[str, str | None]:
+    """The `--storage` part of a command we suggest, and a note to print with it, if any.
+
+    A URL with a password is left out of the command (a hint must not print the secret, and a masked
+    URL would not connect): the command then reads it from $AUTOPEFT_STORAGE, which the note names.
+    """
+    from autopeft.store import display_url, has_password
+
+    if not has_password(url):
+        return f" --storage {url}", None
+    return "", f"(with {STORAGE_ENV} set to the store URL, password included: {display_url(url)})"

@@ -59,8 +59,8 @@ def space_report(space: SearchSpace, counter: ParamCounter, *, seed: int = 0) ->
         "trainable_params": {**_range(low, high, counter.base_params), "exact": counter.bounds_exact},
         "feasible_trainable_params": None if feasible is None else _range(*feasible, counter.base_params),
         "constraints": [c.model_dump(exclude_none=True) for c in space.constraints],
-        "sample": {"seed": seed, "config": config, "trainable_params": n, "trainable_share": n / counter.base_params,
-                   "feasible": counter.allows(n)},
+        "sample": {"seed": seed, "config": space.as_written(config), "trainable_params": n,
+                   "trainable_share": n / counter.base_params, "feasible": counter.allows(n)},
     }
 
 

@@ -72,14 +72,16 @@ from autopeft.store.records import (
     TrialRecord,
     _utc,
 )
+from autopeft.store.urls import display_url, hide_secrets
 
 DEFAULT_URL = "sqlite:///autopeft.db"
 _WRITE_OPTION = "autopeft_write"
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, url: str) -> str:
+    """The first line of a database error, with the store's password masked should the driver quote it."""
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return hide_secrets(text.splitlines()[0], url) if text else type(exc).__name__
 
 
 def _make_engine(url: str, busy_timeout_ms: int) -> Engine:
@@ -129,12 +131,12 @@ class Store:
 
     def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_ms: int = 30_000) -> None:
         self.url = url
+        self._display_url = display_url(url)  # in every message: never the password
         self._busy_timeout_ms = busy_timeout_ms
         try:
             self._engine = _make_engine(url, busy_timeout_ms)
         except (SQLAlchemyError, ValueError) as exc:
-            raise StoreError(f"cannot open store {url!r}: {_one_line(exc)}") from exc
-        self._display_url = make_url(url).render_as_string(hide_password=True)
+            raise StoreError(f"cannot open store {self._display_url!r}: {_one_line(exc, url)}") from exc
         write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(write_engine, expire_on_commit=False)
@@ -169,7 +171,8 @@ class Store:
             except SQLAlchemyError:
                 existing = set()
             if not set(Base.metadata.tables) <= existing:
-                raise StoreError(f"cannot create the schema in {self._display_url}: {_one_line(exc)}") from exc
+                raise StoreError(
+                    f"cannot create the schema in {self._display_url}: {_one_line(exc, self.url)}") from exc
         self._schema_ready = True
 
     def _ensure_schema(self) -> None:
@@ -190,7 +193,7 @@ class Store:
         except StoreError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self._display_url}: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise StoreError(f"store {self._display_url}: {type(exc).__name__}: {_one_line(exc, self.url)}") from exc
 
     def _study_row(self, session: Session, name: str, *, lock: bool = False) -> Study:
         query = select(Study).where(Study.name == name)
