@@ -134,7 +134,7 @@ def test_any_text_or_bytes_loads_or_raises_our_error(kind: str, raw: str | bytes
 
 LAUGHS = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 9)}]\n" for b, a in zip("abcdef", "bcdefg", strict=True))
 ADVERSARIAL = {
-    "deep list": "[" * 3000 + "]" * 3000,  # the YAML parser itself runs out of stack
+    "deep list": "[" * 1200 + "]" * 1200,  # the YAML parser itself runs out of stack
     "deep mapping": "a: " + "{a: " * 60 + "1" + "}" * 60,
     "alias cycle": "name: x\nlayers: {m: {choices: &a [1, *a]}}\nplan: [{method: lora, r: 2}]\n",
     "billion laughs": "a: &a [x, x, x, x, x, x, x, x, x]\n" + LAUGHS + "name: x\nplan: [*g]\n",
@@ -145,4 +145,6 @@ ADVERSARIAL = {
 def test_adversarial_documents_raise_our_error() -> None:
     for kind, load in LOADERS.items():
         for name, text in ADVERSARIAL.items():
+            if name == "deep list" and kind != "config":
+                continue  # slow (the parser's RecursionError), and read_yaml is shared by the three loaders
             assert _loads_or_own_error(load, text) is None, (kind, name)

@@ -172,8 +172,9 @@ class SearchSpace(BaseModel):
                 methods = self.layer_methods({**training, **local})
             except KeyError as err:  # a plan entry reads a parameter that does not exist in this configuration
                 ref = str(err.args[0])
-                raise ConfigError("a plan entry reads it where it does not exist; give that entry a `when`",
-                                  source=source, field=ref if ref in self.training else f"layer_{i}.{ref}") from None
+                field = ref if ref in self.training else f"layer_{i}.{ref}"
+                raise ConfigError("missing from the configuration, and a plan entry reads it (give that entry a "
+                                  "`when`)", source=source, field=field) from None
             if methods:
                 plan[str(i)] = methods
         from autopeft.yamlio import validate

@@ -215,7 +215,8 @@ class ParamCounter:
         except KeyError as err:
             ref = str(err.args[0])
             field = ref if ref in self.space.training else f"layer_{index}.{ref}"
-            raise ConfigError("missing from the configuration", source=self.source, field=field) from None
+            raise ConfigError("missing from the configuration, and a plan entry reads it (give that entry a `when`)",
+                              source=self.source, field=field) from None
         if not methods:
             return ()
         plan = PeftPlan.from_selectors({index: methods}, self.num_layers, source=self.source)
