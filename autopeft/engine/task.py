@@ -18,7 +18,7 @@ from autopeft.status import TrialStatus
 class Heartbeat:
     """Where and how often the job signs of life: `Store.beat_trial(trial_id, attempt_id, worker)`."""
 
-    store_url: str
+    store_url: str = field(repr=False)  # may hold a password: a logged task must not show it
     trial_id: int
     attempt_id: int
     interval: float = 5.0
