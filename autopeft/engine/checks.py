@@ -4,9 +4,9 @@
 the Python API (`engine.study.new_study`) share these, so a bad space, recipe, constraint or option is
 one `ConfigError` line naming the file and field, and never a half-written study: no row, no database
 file, no runs folder. The space is compiled against the recipe's model (a `meta` skeleton, no weights):
-each plan entry with the ends of every parameter it reads, then every local configuration through the
-real plan validation (`ParamCounter.bounds`), so a rank of 0 or an unknown role fails here, not in a
-trial a minute later.
+every reachable local configuration through the real plan validation (`ParamCounter.bounds`), so a rank
+of 0 or an unknown role fails here, not in a trial a minute later; the plan entry to blame is then
+compiled with the ends of what it reads, so that the line names the space's field (`layers.rank`).
 """
 
 from __future__ import annotations
@@ -189,12 +189,16 @@ def checked_space(space_path: str | Path, recipe: TrialRecipe, *,
 
 
 def check_space(space: SearchSpace, counter: ParamCounter) -> None:
-    """Compile the space on the counter's model: representative values per plan entry, each training
-    setting's ends, then every local configuration (`counter.bounds`) and the two extreme configurations."""
+    """Compile the space on the counter's model: every local configuration (`counter.bounds`; when one
+    fails, each plan entry with the ends of what it reads, to name the space's field), each training
+    setting's ends, and the two extreme configurations."""
     source = counter.source
-    for index, entry in enumerate(space.plan):
-        _check_entry(space, index, entry, source)
-    counter.bounds()  # every local configuration through PeftPlan validation (field: plan.layer i)
+    try:
+        counter.bounds()  # every reachable local configuration through PeftPlan validation (field: plan.layer i)
+    except ConfigError:
+        for index, entry in enumerate(space.plan):  # a line naming the space's field, where one is to blame
+            _check_entry(space, index, entry, source)
+        raise
     _check_training(space, counter, source)
     for config in counter.bound_configs():
         space.compile(config, counter.num_layers, source=source)
