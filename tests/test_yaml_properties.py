@@ -1,5 +1,6 @@
-"""Property tests: any YAML document given as a search space, a trial recipe or a trial configuration either
-loads or raises autopeft's own error (`AutopeftError`, one line for the CLI), never another exception.
+"""Property tests: any YAML document given as a search space, a trial recipe, a trial configuration or an
+exported bundle (`autopeft train`'s input) either loads or raises autopeft's own error (`AutopeftError`,
+one line for the CLI), never another exception.
 
 Documents are arbitrary YAML-able data (nested mappings, lists and scalars, keys steered towards the
 schemas' field names so that validation gets deep), mutations of the shipped files, arbitrary text and
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autopeft.errors import AutopeftError
+from autopeft.export.bundle import read_bundle
 from autopeft.space.space import SearchSpace, load_space
 from autopeft.train.recipe import load_config, load_recipe
 
@@ -74,7 +76,8 @@ def _load_space(path: Path) -> SearchSpace:
     return space
 
 
-LOADERS: dict[str, Callable[[Path], Any]] = {"space": _load_space, "recipe": load_recipe, "config": load_config}
+LOADERS: dict[str, Callable[[Path], Any]] = {"space": _load_space, "recipe": load_recipe, "config": load_config,
+                                             "bundle": read_bundle}
 
 
 def _mutate(data: Any, draw: Any, depth: int = 0) -> Any:

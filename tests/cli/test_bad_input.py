@@ -177,6 +177,8 @@ def _cases(model_dir: Path) -> dict[str, Case]:
                                            ("train.csv:3", "is not UTF-8"), {"train.csv": NON_UTF8}),
         "data not UTF-8 (space check)": Case(("space", "check", "{space.yaml}", "--trial", "{files.yaml}"),
                                              ("train.csv:3", "is not UTF-8"), {"train.csv": NON_UTF8}),
+        "data unbalanced quote": Case(RUN_FILES, ("train.csv:22", "field larger than field limit", "unbalanced"),
+                                      {"train.csv": GOOD_CSV + '"unclosed,1\n' + "x,0\n" * 40_000}),
         "data short row": Case(RUN_FILES, ("train.csv:3", "column 'label' is missing"),
                                {"train.csv": "sentence,label\na,1\nb\n"}),
         "data unknown label": Case(RUN_FILES, ("train.csv", "unknown label 'maybe'"),

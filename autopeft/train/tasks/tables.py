@@ -66,13 +66,14 @@ def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[st
     with path.open(encoding="utf-8-sig", newline="") as handle:
         tsv = fmt == "tsv"
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(handle)
-        names = list(header) if header is not None else [c.strip() for c in next(reader, [])]
+        rows = _checked(reader, path, quoted=not tsv)
+        names = list(header) if header is not None else [c.strip() for c in next(rows, [])]
         missing = [c for c in columns if c not in names]
         if missing:
             raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names) or '(none)'}")
         index = [names.index(c) for c in columns]
         need = max(index) + 1
-        for fields in reader:
+        for fields in rows:
             if not fields or fields == [""]:
                 continue
             if len(fields) < need:
@@ -82,6 +83,21 @@ def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[st
                     f"(expected {len(names)}: {', '.join(names)})"
                 )
             yield reader.line_num, [fields[j] for j in index]
+
+
+def _checked(reader: Any, path: Path, *, quoted: bool) -> Iterator[list[str]]:
+    """The reader's rows; a CSV error (a field over the size limit, often from an unbalanced quote) names
+    the line instead of escaping as `csv.Error`."""
+    while True:
+        start = reader.line_num + 1  # where the record begins (a quoted field may run over many lines)
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            hint = ' (an unbalanced " may have joined lines)' if quoted else ""
+            raise DataError(f"{path}:{start}: {err}{hint}") from None
+        yield fields
 
 
 def _jsonl(path: Path, columns: Sequence[str]) -> Iterator[Row]:
