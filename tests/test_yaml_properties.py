@@ -9,8 +9,10 @@ arbitrary bytes. A space that loads is also expanded, sampled and compiled, as a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import random
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 RECIPES = sorted((ROOT / "trials").glob("*.yaml"))
 FOLDER = Path(tempfile.mkdtemp(prefix="autopeft-yaml-props-"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Field names of spaces, recipes, configurations and plans: keys drawn from these reach the validators.

@@ -3,7 +3,9 @@ error (`AutopeftError`: one line naming the file and line), never a `UnicodeDeco
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from autopeft.train.tasks.loader import load_task
 from autopeft.train.tasks.spec import TaskSpec
 
 FOLDER = Path(tempfile.mkdtemp(prefix="autopeft-task-props-"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 # Bytes that matter to the parsers: delimiters, quotes, braces, line ends, a NUL, UTF-8 and stray bytes.
 tricky = st.text(alphabet='ab,\t\n\r"{}:[]01 \\\x00é', max_size=80).map(str.encode)
 contents = st.binary(max_size=80) | tricky | st.builds(bytes.__add__, st.just(b"a,b\n"), tricky)
