@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from autopeft.cli.app import Storage, app, console, err_console, open_store
+from autopeft.cli.app import Storage, app, console, err_console, open_store, storage_option
 from autopeft.engine.strategy import DEFAULT_STRATEGY, STRATEGIES
 from autopeft.errors import ConfigError
-from autopeft.store import DEFAULT_URL
+from autopeft.store import DEFAULT_URL, display_url
 
 if TYPE_CHECKING:
+    from autopeft.engine.lease import FaultPolicy
     from autopeft.engine.loop import StudySummary
     from autopeft.store import Store
 
@@ -26,20 +27,33 @@ app.add_typer(study_app, name="study")
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training budget in full-fidelity trials.")]
 MaxTime = Annotated[str | None, typer.Option("--max-time", help="Wall-time limit: 90s, 30m, 2h (or seconds).")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Trials run in parallel (local process pool).")]
+MaxRetries = Annotated[int, typer.Option("--max-retries", min=0, help="Runs of a trial again after its worker "
+                                        "died or went silent, from its checkpoint.")]
+TrialTimeout = Annotated[str | None, typer.Option("--trial-timeout", help="Fail a trial whose job runs longer: "
+                                                  "90s, 30m, 2h (default: no limit).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; print the front at the end.")]
 Executor = Annotated[str, typer.Option("--executor", help="local (process pool) or inprocess (debugging).")]
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
                                               "beside the SQLite file).")]
 
 
-def parse_duration(text: str | None) -> float | None:
+def parse_duration(text: str | None, field: str = "max-time") -> float | None:
     """`90`, `90s`, `30m`, `2h` -> seconds."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"{text!r} is not a duration; accepted: a positive number with s, m or h", field="max-time")
+        raise ConfigError(f"{text!r} is not a duration; accepted: a positive number with s, m or h", field=field)
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _policy(max_retries: int, trial_timeout: str | None, executor: str) -> FaultPolicy:
+    from autopeft.engine.lease import FaultPolicy
+
+    timeout = parse_duration(trial_timeout, field="trial-timeout")
+    if timeout is not None and executor == "inprocess":
+        raise ConfigError("the in-process executor cannot stop a trial; use --executor local", field="trial-timeout")
+    return FaultPolicy(max_retries=max_retries, trial_timeout=timeout)
 
 
 def _display(quiet: bool) -> Any:
@@ -58,10 +72,15 @@ def _print_summary(summary: StudySummary, storage: str) -> None:
     console.print(f"study {summary.name}: {summary.status.value} · {c['complete']} complete, {c['pruned']} pruned, "
                   f"{c['failed']} failed · budget used {summary.budget_used:.2f} full trials · "
                   f"{summary.seconds:.0f} s")
+    option, note = storage_option(storage)
     if summary.status.value == "paused":
-        console.print(f"resume with: autopeft study resume {summary.name} --storage {storage}")
+        console.print(f"resume with: autopeft study resume {summary.name}{option}", highlight=False)
     elif summary.front.entries:
-        console.print(f"next: autopeft export {summary.name} --out exported/ --storage {storage}")
+        console.print(f"next: autopeft export {summary.name} --out exported/{option}", highlight=False)
+    else:
+        return
+    if note:
+        console.print(note, highlight=False)
 
 
 @study_app.command("run")
@@ -80,12 +99,14 @@ def study_run(
     eta: Annotated[float, typer.Option("--eta", help="Hyperband reduction factor.")] = 3.0,
     executor: Executor = "local",
     runs_dir: RunsDir = None,
+    max_retries: MaxRetries = 2,
+    trial_timeout: TrialTimeout = None,
     quiet: Quiet = False,
 ) -> None:
     """Create a study and run it until the budget is spent, showing the front as it grows."""
     from autopeft.engine.checks import check_run_options, check_storage, check_study
     from autopeft.engine.study import create_study, run_study
-    from autopeft.store import Store
+    from autopeft.store import Lease, Store
 
     for path, field in ((space, "--space"), (trial, "--trial")):
         if not path.is_file():
@@ -94,15 +115,17 @@ def study_run(
     # Every input is checked before the store is opened: a bad one writes no row, no file, no folder.
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir)
+    policy = _policy(max_retries, trial_timeout, executor)
     check_storage(storage)
     checked = check_study(space, trial, name=name, strategy=strategy, seed=seed, objectives=names, eta=eta,
                           budget=budget)
     store = Store(storage)
-    study_name, _ = create_study(store, checked)
+    lease = Lease.for_this_process()
+    study_name, _ = create_study(store, checked, lease=lease)
     err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
-                      f"store {storage}", highlight=False)
+                      f"store {display_url(storage)}", highlight=False)
     summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet))
+                        runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease)
     _print_summary(summary, storage)
 
 
@@ -116,7 +139,11 @@ def study_resume(
     workers: Workers = 1,
     executor: Executor = "local",
     runs_dir: RunsDir = None,
-    force: Annotated[bool, typer.Option("--force", help="Resume a study marked running (its process died).")] = False,
+    max_retries: MaxRetries = 2,
+    trial_timeout: TrialTimeout = None,
+    force: Annotated[bool, typer.Option("--force", help="Take the study over even while another driver's "
+                                        "heartbeat is fresh (a crashed driver's study is taken over without "
+                                        "it).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
@@ -125,10 +152,11 @@ def study_resume(
 
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, require_budget=False)
+    policy = _policy(max_retries, trial_timeout, executor)
     store = open_store(storage)
     _require(store, name)
     summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force)
+                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy)
     _print_summary(summary, storage)
 
 
@@ -145,9 +173,9 @@ def study_list(
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        console.print(f"no studies in {storage}")
+        console.print(f"no studies in {display_url(storage)}")
         return
-    table = Table(title=f"studies in {storage}", title_justify="left")
+    table = Table(title=f"studies in {display_url(storage)}", title_justify="left")
     for column in ("name", "strategy", "status", "trials", "complete", "failed", "best score", "front", "created"):
         table.add_column(column, justify="right" if column in ("trials", "complete", "failed", "front") else "left")
     for r in rows:
@@ -168,6 +196,16 @@ def _overview(store: Store, name: str) -> dict[str, Any]:
             "best_score": max((e.objectives["score"] for e in front.completed), default=None),
             "front_size": len(front.entries), "hypervolume": front.hypervolume,
             "created": record.created_at.isoformat(), "updated": record.updated_at.isoformat()}
+
+
+def _attempt_counts(store: Store, name: str) -> dict[str, int]:
+    """How the study's jobs ended (reported, lost, timeout, ...): retries show up here."""
+    from autopeft.status import AttemptOutcome
+
+    counts = {outcome.value: 0 for outcome in AttemptOutcome}
+    for attempt in store.attempts(name):
+        counts[attempt.outcome.value] += 1
+    return counts
 
 
 def _count(counts: dict[Any, int], status: str) -> int:
@@ -203,7 +241,10 @@ def study_show(
     used = budget_spent(store.results(name), definition.max_fidelity)
     details = {**overview, "space": definition.space_path, "recipe": definition.recipe_path, "seed": record.seed,
                "objectives": definition.objectives_json(), "options": dict(definition.options),
-               "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()}}
+               "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()},
+               "driver": record.lease_holder,
+               "driver_heartbeat": None if record.lease_heartbeat is None else record.lease_heartbeat.isoformat(),
+               "attempts": _attempt_counts(store, name)}
     if as_json:
         typer.echo(json.dumps(details, indent=2, default=str))
         return
@@ -215,6 +256,9 @@ def study_show(
     table.add_row("trials", ", ".join(f"{n} {s}" for s, n in details["counts"].items() if n))
     budget = definition.options.get("budget")
     table.add_row("budget used", f"{used:.2f}" + (f" of {budget:g}" if budget else "") + " full trials")
+    table.add_row("driver", "none" if record.lease_holder is None else
+                  f"{record.lease_holder} (heartbeat {record.lease_heartbeat:%Y-%m-%d %H:%M:%S} UTC)")
+    table.add_row("jobs", ", ".join(f"{n} {o}" for o, n in details["attempts"].items() if n) or "none")
     console.print(table)
     console.print(front_table(study_front(store, name), limit=None))
 

@@ -17,6 +17,7 @@ from typing import Any
 from autopeft.engine.checks import CheckedStudy, check_study
 from autopeft.engine.definition import DEFAULT_OBJECTIVES, TRAINABLE_PARAMS, StudyDefinition, make_objectives
 from autopeft.engine.executors import Runner, make_executor
+from autopeft.engine.lease import DriverLease, FaultPolicy
 from autopeft.engine.loop import Budget, StudyLoop, StudySummary
 from autopeft.engine.paths import runs_dir_for
 from autopeft.engine.progress import Display
@@ -27,7 +28,7 @@ from autopeft.engine.strategy import (
     make_scheduler,
 )
 from autopeft.errors import ConfigError
-from autopeft.store import Store, StudyStatus
+from autopeft.store import Lease, Store
 
 
 def default_study_name(space_name: str, recipe_name: str) -> str:
@@ -36,15 +37,18 @@ def default_study_name(space_name: str, recipe_name: str) -> str:
 
 def new_study(store: Store, space_path: str | Path, recipe_path: str | Path, *, name: str | None = None,
               strategy: str = DEFAULT_STRATEGY, seed: int = 0, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
-              eta: float = 3.0, budget: float | None = None) -> tuple[str, StudyDefinition]:
+              eta: float = 3.0, budget: float | None = None, lease: Lease | None = None) -> tuple[str, StudyDefinition]:
     """Check every input (`engine.checks.check_study`), then create the study row (nothing runs yet)."""
     checked = check_study(space_path, recipe_path, name=name, strategy=strategy, seed=seed, objectives=objectives,
                           eta=eta, budget=budget)
-    return create_study(store, checked)
+    return create_study(store, checked, lease=lease)
 
 
-def create_study(store: Store, checked: CheckedStudy) -> tuple[str, StudyDefinition]:
-    """Write the row of a study whose inputs passed `check_study`: the only write a new study makes."""
+def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = None) -> tuple[str, StudyDefinition]:
+    """Write the row of a study whose inputs passed `check_study`: the only write a new study makes.
+
+    With ``lease``, the study is created held by that driver, so no other driver can start it first.
+    """
     from autopeft.yamlio import read_yaml
 
     definition = StudyDefinition(
@@ -55,21 +59,33 @@ def create_study(store: Store, checked: CheckedStudy) -> tuple[str, StudyDefinit
         options={"strategy": checked.strategy, "seed": checked.seed, "eta": checked.eta, "budget": checked.budget})
     study_name = checked.name or default_study_name(checked.space.name, checked.recipe.name)
     store.create_study(study_name, space=definition.space_json(), recipe=definition.recipe_json(),
-                       objectives=definition.objectives_json(), strategy=checked.strategy, seed=checked.seed)
+                       objectives=definition.objectives_json(), strategy=checked.strategy, seed=checked.seed,
+                       lease=lease)
     return study_name, definition
 
 
 def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int = 1,
               executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
-              runner: Runner | None = None, resume: bool = False, force: bool = False) -> StudySummary:
-    """Run (or resume) study ``name`` from the store until its budget is spent."""
+              runner: Runner | None = None, resume: bool = False, force: bool = False,
+              policy: FaultPolicy | None = None, lease: Lease | None = None) -> StudySummary:
+    """Run (or resume) study ``name`` from the store until its budget is spent.
+
+    The driver first takes the study's lease (`DriverLease`): a study run by a live driver is refused
+    with `LeaseHeldError` naming it, unless ``force``; a stale lease (a crashed driver) is taken over.
+    """
+    policy = policy or FaultPolicy()
+    with DriverLease(store, name, lease or Lease.for_this_process(), ttl=policy.lease_ttl, force=force) as held:
+        return _run_held(store, name, held, budget=budget, workers=workers, executor=executor, runs_dir=runs_dir,
+                         display=display, runner=runner, resume=resume, policy=policy)
+
+
+def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int, executor: str,
+              runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
+              policy: FaultPolicy) -> StudySummary:
     from autopeft.engine.worker import run_trial
     from autopeft.train.counting import ParamCounter
 
     record = store.get_study(name)
-    if resume and record.status is StudyStatus.RUNNING and not force:
-        raise ConfigError(f"study {name!r} is marked running (last update {record.updated_at:%Y-%m-%d %H:%M} UTC); "
-                          "if no process runs it any more, pass --force", field="study")
     definition = StudyDefinition.from_record(record)
     options = dict(definition.options)
     if budget is None or (budget.trials is None and budget.seconds is None):
@@ -93,7 +109,7 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
-    pool = make_executor(executor, workers)
+    pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout)
     if pool.threads_per_trial() is not None:
         import torch
 
@@ -104,6 +120,6 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     loop = StudyLoop(store=store, name=name, definition=definition, scheduler_factory=scheduler_factory,
                      sampler=sampler, executor=pool, runner=runner or run_trial,
                      compile_config=compile_config, budget=budget, runs_dir=runs_dir or runs_dir_for(store.url),
-                     display=display)
+                     display=display, policy=policy, lease=held)
     has_trials = bool(store.trials(name))
     return loop.run(resume=resume or has_trials)

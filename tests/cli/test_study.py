@@ -5,6 +5,9 @@ one stderr line with exit code 2 and nothing written."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 from autopeft.cli import app
 from autopeft.cli.study import parse_duration
 from autopeft.errors import ConfigError
-from autopeft.store import Store, TrialStatus
+from autopeft.store import Lease, Store, TrialStatus
 from tests.cli import one_line_error
 from tests.conftest import tiny_recipe_dict
 
@@ -73,6 +76,8 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
     shown = json.loads(out)
     assert code == 0 and shown["strategy"] == "hyperband" and shown["seed"] == 3
     assert 2.0 <= shown["budget_used"] < 3.0
+    assert shown["driver"] is None  # the finished run released its lease
+    assert shown["attempts"]["reported"] == len(store.results("t")) and shown["attempts"]["running"] == 0
 
     code, out, err = _run("study", "resume", "t", "--storage", url, "--budget", "4", "--executor", "inprocess")
     assert code == 0, err
@@ -125,17 +130,35 @@ def test_missing_files_and_unknown_studies(files: tuple[Path, Path, str]) -> Non
     assert code == 2
 
 
-def test_resuming_a_study_marked_running_needs_force(files: tuple[Path, Path, str]) -> None:
+def test_a_study_held_by_a_live_driver_is_refused_unless_forced(files: tuple[Path, Path, str]) -> None:
     space, recipe, url = files
     from autopeft.engine.study import new_study
 
     store = Store(url)
-    new_study(store, space, recipe, name="r", strategy="random", budget=1)
+    alive = Lease(owner="other-driver", host=socket.gethostname(), pid=os.getpid())  # this process: alive
+    new_study(store, space, recipe, name="r", strategy="random", budget=1, lease=alive)
     code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess")
-    assert code == 2 and "--force" in one_line_error(err)
+    line = one_line_error(err)
+    assert code == 2 and f"{socket.gethostname()}:{os.getpid()}" in line and "--force" in line
+    assert store.trials("r") == [] and store.get_study("r").lease_owner == "other-driver"  # nothing written
     code, _, err = _run("study", "resume", "r", "--storage", url, "--executor", "inprocess", "--force")
     assert code == 0, err
-    assert store.get_study("r").status.value == "complete"
+    record = store.get_study("r")
+    assert record.status.value == "complete" and record.lease_owner is None  # released at the end
+
+
+def test_a_crashed_drivers_study_is_taken_over_without_force(files: tuple[Path, Path, str]) -> None:
+    space, recipe, url = files
+    from autopeft.engine.study import new_study
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid no longer exists: the lease's holder is dead, however fresh its heartbeat
+    store = Store(url)
+    new_study(store, space, recipe, name="c", strategy="random", budget=1,
+              lease=Lease(owner="crashed", host=socket.gethostname(), pid=gone.pid))
+    code, _, err = _run("study", "resume", "c", "--storage", url, "--executor", "inprocess")
+    assert code == 0, err
+    assert store.get_study("c").status.value == "complete"
 
 
 def test_durations() -> None:
