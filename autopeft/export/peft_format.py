@@ -264,12 +264,6 @@ def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
     return PeftExport(_jsonable(config.to_dict()), [], [note])
 
 
-#: `peft`'s tuner (`PeftEquivalent.peft_type`) -> the function that writes its config, with the method's options.
-_CONFIG_WRITERS: dict[str, Callable[..., PeftExport]] = {
-    "LORA": _lora_config, "IA3": _ia3_config, "PREFIX_TUNING": _prefix_config,
-}
-
-
 #: transformers 5.24.0 renamed the models' `past_key_values` forward argument to `cache` (the old name is
 #: still accepted, deprecated, until 5.40). peft's prefix-tuning forward (`_prefix_tuning_forward`, up to
 #: 0.21.2 at least) looks for a parameter literally named `past_key_values` in the signature of the model's
@@ -294,6 +288,12 @@ def peft_prefix_unsupported(transformers_version: str | None = None, peft_versio
                 "argument `past_key_values`, renamed `cache` in transformers 5.24 (use transformers<5.24, "
                 "as constraints.txt pins, or a newer peft)")
     return None
+
+
+#: `peft`'s tuner (`PeftEquivalent.peft_type`) -> the function that writes its config, with the method's options.
+_CONFIG_WRITERS: dict[str, Callable[..., PeftExport]] = {
+    "LORA": _lora_config, "IA3": _ia3_config, "PREFIX_TUNING": _prefix_config,
+}
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
