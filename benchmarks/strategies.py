@@ -44,8 +44,8 @@ from autopeft.engine.executors import InProcessExecutor  # noqa: E402
 from autopeft.engine.loop import Budget, StudyLoop  # noqa: E402
 from autopeft.engine.strategy import STRATEGIES, make_sampler_for, make_scheduler  # noqa: E402
 from autopeft.engine.task import TrialOutcome, TrialTask  # noqa: E402
-from autopeft.status import TrialStatus  # noqa: E402
 from autopeft.search.pareto import hypervolume, pareto_front_mask  # noqa: E402
+from autopeft.status import TrialStatus  # noqa: E402
 
 MIN_F, MAX_F, ETA = 1024, 16384, 3.0
 METHOD_WEIGHT = {"none": 0.0, "lora": 1.0, "dora": 1.05, "serial_adapter": 0.9, "parallel_adapter": 1.0,
