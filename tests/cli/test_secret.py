@@ -5,7 +5,6 @@ the URL shows with the password masked, and suggested commands point at $AUTOPEF
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from autopeft.store.urls import hide_secrets
 from tests.cli import one_line_error
 from tests.cli.test_study import TINY_SPACE
 from tests.conftest import tiny_recipe_dict
-from tests.store_fixtures import PG_DB, PG_HOST, PG_PORT, _pg_user
+from tests.store_fixtures import PG_DB, PG_HOST, PG_PORT, pg_schema
 
 SECRET = "S3cretPw"
 runner = CliRunner()
@@ -40,15 +39,9 @@ def test_display_url_masks_every_password() -> None:
 @pytest.fixture
 def secret_url() -> Iterator[str]:
     """A PostgreSQL URL with a password in a schema of its own (trust auth accepts any password)."""
-    user, reason = _pg_user()
-    if user is None:
-        pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {reason}")
     import psycopg
 
-    schema = f"autopeft_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with pg_schema() as (user, schema):
         yield f"postgresql+psycopg://{user}:{SECRET}@{PG_HOST}:{PG_PORT}/{PG_DB}?options=-csearch_path%3D{schema}"
         with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user) as conn:
             tables = [r[0] for r in conn.execute(
@@ -57,9 +50,6 @@ def secret_url() -> Iterator[str]:
                 rows = conn.execute(f'SELECT row_to_json(t)::text FROM "{schema}"."{table}" t').fetchall()
                 assert not any(SECRET in row[0] for row in rows), f"the password is stored in {table}"
             assert tables, "the commands wrote the study to this schema"
-    finally:
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_the_password_appears_in_no_output_and_no_file(secret_url: str, tmp_path: Path, tiny_model_dir: Path,
