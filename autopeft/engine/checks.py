@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.engine.definition import make_objectives
+from autopeft.engine.executors import EXECUTORS
 from autopeft.engine.strategy import DEFAULT_STRATEGY, check_strategy
 from autopeft.errors import ConfigError
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from autopeft.train.counting import ParamCounter
     from autopeft.train.recipe import TrialRecipe
 
-#: The executors `engine.executors.make_executor` builds (the in-process one runs one trial at a time).
-EXECUTORS = ("local", "inprocess")
 #: Database backends the store supports.
 BACKENDS = ("sqlite", "postgresql")
 #: Seeds the samplers accept (numpy and Sobol need a non-negative 32-bit seed).

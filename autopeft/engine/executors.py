@@ -28,6 +28,8 @@ from autopeft.engine.task import TrialOutcome, TrialTask
 
 Runner = Callable[[TrialTask], TrialOutcome]
 
+#: The executors `make_executor` builds, by name (`--executor`).
+EXECUTORS = ("local", "inprocess")
 #: How often a pool worker checks that the process that started it (the study driver) is still alive.
 PARENT_CHECK_SECONDS = 0.5
 
@@ -213,4 +215,4 @@ def make_executor(kind: str, workers: int, *, trial_timeout: float | None = None
             raise ConfigError("the in-process executor cannot stop a trial; use --executor local",
                               field="trial-timeout")
         return InProcessExecutor()
-    raise ConfigError(f"unknown executor {kind!r}; accepted: local, inprocess", field="executor")
+    raise ConfigError(f"unknown executor {kind!r}; accepted: {', '.join(EXECUTORS)}", field="executor")

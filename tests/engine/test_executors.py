@@ -75,6 +75,12 @@ def _wait_for(path: Path, within: float = 60.0) -> int:
     raise AssertionError(f"{path} was not written within {within} s")
 
 
+def test_every_executor_the_cli_offers_runs_this_contract() -> None:
+    from autopeft.engine import executors
+
+    assert set(EXECUTORS) == set(executors.EXECUTORS)
+
+
 def test_a_task_reports_its_outcome(executor: Executor) -> None:
     outcome = executor.submit(echo_runner, _task(7)).result(timeout=120)
     assert outcome.number == 7 and outcome.status is TrialStatus.COMPLETE and outcome.ok
