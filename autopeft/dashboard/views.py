@@ -62,6 +62,7 @@ class TrialView:
     fidelity: int | None  # the highest fidelity it reported (None: no result yet)
     objectives: dict[str, float]  # at that fidelity ({} without a result)
     on_front: bool  # a complete trial on the current front
+    training_to: int | None = None  # a running trial: the fidelity its current job trains to
 
     @property
     def full(self) -> bool:
@@ -113,6 +114,8 @@ class StudyView:
     budget_total: float | None
     budget_used: float
     version: tuple[Any, ...] = field(default=())  # changes whenever the study changes: the cache key
+    driver: str | None = None  # `host:pid` of the driver running the study (its lease), if any
+    driver_heartbeat: datetime | None = None  # its last heartbeat (database clock, UTC)
 
     @property
     def max_fidelity(self) -> int:

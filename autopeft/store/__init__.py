@@ -6,10 +6,20 @@ from autopeft.store.errors import (
     LeaseHeldError,
     LeaseLostError,
     NotFoundError,
+    ReadOnlyError,
     StoreError,
 )
 from autopeft.store.models import StudyStatus, TrialStatus
-from autopeft.store.records import AttemptRecord, Lease, ParetoSnapshotRecord, ResultRecord, StudyRecord, TrialRecord
+from autopeft.store.records import (
+    AttemptRecord,
+    Lease,
+    ParetoSnapshotRecord,
+    ResultRecord,
+    StudyContents,
+    StudyOverview,
+    StudyRecord,
+    TrialRecord,
+)
 from autopeft.store.store import DEFAULT_URL, Store
 from autopeft.store.urls import display_url, has_password
 
@@ -23,9 +33,12 @@ __all__ = [
     "LeaseLostError",
     "NotFoundError",
     "ParetoSnapshotRecord",
+    "ReadOnlyError",
     "ResultRecord",
     "Store",
     "StoreError",
+    "StudyContents",
+    "StudyOverview",
     "StudyRecord",
     "StudyStatus",
     "TrialRecord",

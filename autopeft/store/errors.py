@@ -32,3 +32,7 @@ class LeaseHeldError(StoreError):
 
 class LeaseLostError(StoreError):
     """This driver's lease was taken over (`--force` elsewhere): it must stop without writing more."""
+
+
+class ReadOnlyError(StoreError):
+    """A write through a store opened read-only (`Store(url, read_only=True)`, as the dashboard opens it)."""

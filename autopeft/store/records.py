@@ -152,3 +152,31 @@ class ParetoSnapshotRecord:
     def from_row(cls, row: ParetoSnapshot) -> ParetoSnapshotRecord:
         return cls(id=row.id, study_id=row.study_id, trial_ids=tuple(row.trial_ids), hypervolume=row.hypervolume,
                    created_at=_utc(row.created_at) or row.created_at)
+
+
+@dataclass(frozen=True)
+class StudyOverview:
+    """One study's line of an overview of the store (`Store.study_overviews`), read with a few aggregates."""
+
+    study: StudyRecord
+    counts: dict[TrialStatus, int]  # every status, zero included
+    reached: int  # the sum over trials of the highest fidelity each reported (what the budget counts)
+    best: dict[int, float]  # fidelity -> the best value of the asked objective among complete trials' results
+    hypervolume: float | None  # the latest Pareto snapshot's
+    last_activity: datetime  # the latest of the study's update and its trials' and results' times
+
+
+@dataclass(frozen=True)
+class StudyContents:
+    """Everything stored about one study, read in one transaction (`Store.read_study`).
+
+    ``version`` is `Store.study_version` read in that same transaction: it changes whenever the study
+    does, so a reader caches the contents by it.
+    """
+
+    study: StudyRecord
+    trials: tuple[TrialRecord, ...]  # by number
+    results: tuple[ResultRecord, ...]  # by trial number, then fidelity
+    attempts: tuple[AttemptRecord, ...]  # by trial number, then attempt number
+    snapshots: tuple[ParetoSnapshotRecord, ...]  # oldest first
+    version: tuple[Any, ...]
