@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
+def quiet_optuna() -> Iterator[None]:
     """Silence Optuna's per-study INFO lines and experimental-feature warnings for one call."""
     import optuna
 
@@ -52,6 +52,38 @@ def _quiet_optuna() -> Iterator[None]:
             yield
     finally:
         optuna.logging.set_verbosity(level)
+
+
+def optuna_distribution(param: Param, *, ordinal: bool) -> Any:
+    """The Optuna distribution of one parameter: choices by index (an ordered integer when ``ordinal``,
+    i.e. increasing numeric choices), int and float ranges as they are."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if param.choices is not None:
+        if ordinal:
+            return IntDistribution(0, len(param.choices) - 1)
+        return CategoricalDistribution(list(range(len(param.choices))))
+    if param.int_range is not None:
+        return IntDistribution(param.int_range[0], param.int_range[1], log=param.log)
+    low, high = param.float_range  # type: ignore[misc]
+    return FloatDistribution(low, high, log=param.log)
+
+
+def optuna_params(encoder: SpaceEncoder, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Optuna params and distributions of a configuration over ``encoder``'s dimensions (choices as their
+    index), or None if it does not fit them. Shared by the samplers and the dashboard's importance."""
+    if not encoder.is_valid(config):
+        return None
+    ordinal = {c.name for c in encoder.columns if c.kind == "ordinal"}
+    params: dict[str, Any] = {}
+    dists: dict[str, Any] = {}
+    for name, param in encoder.dims.items():  # dimension order, not the stored mapping's
+        if name not in config:
+            continue
+        value = config[name]
+        dists[name] = optuna_distribution(param, ordinal=name in ordinal)
+        params[name] = choice_index(param, value) if param.choices is not None else value
+    return params, dists
 
 
 class OptunaSampler(Sampler):
@@ -76,7 +108,7 @@ class OptunaSampler(Sampler):
         import optuna
 
         out: list[Config] = []
-        with _quiet_optuna():
+        with quiet_optuna():
             study = optuna.create_study(
                 directions=[o.direction.value for o in self.objectives],
                 sampler=self._optuna_sampler(derive_seed(self.seed, history.num_trials)),
@@ -123,31 +155,11 @@ class OptunaSampler(Sampler):
         return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
     def _distribution(self, name: str, param: Param) -> Any:
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if param.choices is not None:
-            if name in self._ordinal:
-                return IntDistribution(0, len(param.choices) - 1)
-            return CategoricalDistribution(list(range(len(param.choices))))
-        if param.int_range is not None:
-            return IntDistribution(param.int_range[0], param.int_range[1], log=param.log)
-        low, high = param.float_range  # type: ignore[misc]
-        return FloatDistribution(low, high, log=param.log)
+        return optuna_distribution(param, ordinal=name in self._ordinal)
 
     # -- history -> trials ---------------------------------------------------------------------------
     def _params(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Optuna params and distributions of a configuration, or None if it does not fit this space."""
-        if not self.encoder.is_valid(config):
-            return None
-        params: dict[str, Any] = {}
-        dists: dict[str, Any] = {}
-        for name, param in self.dims.items():  # dimension order, not the stored mapping's
-            if name not in config:
-                continue
-            value = config[name]
-            dists[name] = self._distribution(name, param)
-            params[name] = choice_index(param, value) if param.choices is not None else value
-        return params, dists
+        return optuna_params(self.encoder, config)
 
     def _trial_system_attrs(self, index: int) -> dict[str, Any]:
         """System attributes of the ``index``-th finished trial (hook for NSGA-II generations)."""
