@@ -100,7 +100,8 @@ def _share_axis(fig: go.Figure, params: Sequence[float], base_params: float, log
     if not positive or base_params <= 0:
         return
     lo, hi = min(positive) / base_params * 100, max(positive) / base_params * 100
-    lo, hi = (lo / 2, hi * 2) if log_x else (max(0.0, lo - 0.1 * (hi - lo or lo)), hi + 0.1 * (hi - lo or hi))
+    if not log_x:  # plotly pads a linear axis; a log one barely
+        lo, hi = max(0.0, lo - 0.1 * (hi - lo or lo)), hi + 0.1 * (hi - lo or hi)
     ticks = nice_ticks(lo, hi, log_x)
     fig.add_trace(go.Scatter(x=[min(positive), max(positive)], y=[None, None], xaxis="x2", showlegend=False,
                              hoverinfo="skip", mode="markers"))
@@ -245,7 +246,7 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
             promoted[2].append(number)
     fig = go.Figure()
     total = len(results)
-    for kind, (xs, ys, ns) in lines.items():
+    for kind, (xs, ys, ns) in sorted(lines.items(), key=lambda kv: kv[0] == "promoted"):  # markers on top
         if not xs:
             continue
         colour = CURVE_COLOURS[kind]

@@ -162,6 +162,7 @@ def plan_grid_figure(view: StudyView, num_layers: int | None = None) -> go.Figur
     fig = go.Figure(go.Heatmap(
         z=z, x=columns, y=[f"L{r}" if isinstance(r, int) else r for r in rows], zmin=0, zmax=len(plans),
         colorscale="Blues", colorbar={"title": {"text": "front trials"}}, text=frame.values.tolist(),
+        texttemplate="%{z}",
         hovertemplate="%{y} %{x}<br>%{z} of " + str(len(plans)) + " front trials<br>%{text}<extra></extra>"))
     fig.update_layout(yaxis={"autorange": "reversed", "title": {"text": "layer"}}, xaxis={"title": {"text": "role"}})
     return fig
@@ -183,8 +184,11 @@ def nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
         return [lo] if math.isfinite(lo) else []
     if log:
         decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-        steps = (1,) if len(decades) > 4 else (1, 2, 5)
-        return [m * 10.0**d for d in decades for m in steps if lo <= m * 10.0**d <= hi]
+        for steps in ((1,) if len(decades) > 4 else (1, 2, 5), range(1, 10)):
+            ticks = [m * 10.0**d for d in decades for m in steps if lo <= m * 10.0**d <= hi]
+            if len(ticks) >= 3:
+                break
+        return ticks
     raw = (hi - lo) / 5
     step = min((m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
     return [float(v) for v in np.arange(math.ceil(lo / step) * step, hi + step / 2, step)]
@@ -200,16 +204,15 @@ def _axis(name: str, values: list[Any], param: Param | None) -> dict[str, Any]:
     absent = any(v is None for v in values)
     present = [v for v in values if v is not None]
     if (param is not None and param.choices is not None) or not all(_is_number(v) for v in present):
+        shift = 1 if absent else 0  # "–" takes code 0, at the bottom as on the numeric axes
         if param is not None and param.choices is not None:
             choices = list(param.choices)
-            codes = [len(choices) if v is None else choice_index(param, v) for v in values]
+            codes = [0 if v is None else shift + choice_index(param, v) for v in values]
         else:
-            by_repr = {repr(v): v for v in present}
-            choices = sorted(by_repr.values(), key=str)
+            choices = sorted({repr(v): v for v in present}.values(), key=str)
             index = {repr(c): i for i, c in enumerate(choices)}
-            codes = [len(choices) if v is None else index[repr(v)] for v in values]
-        labels = [",".join(map(str, c)) if isinstance(c, list | tuple) else str(c) for c in choices]
-        labels += ["–"] if absent else []
+            codes = [0 if v is None else shift + index[repr(v)] for v in values]
+        labels = ["–"] * shift + [",".join(map(str, c)) if isinstance(c, list | tuple) else str(c) for c in choices]
         return {"label": name, "values": codes, "tickvals": list(range(len(labels))), "ticktext": labels,
                 "range": [0, max(len(labels) - 1, 1)]}
     log = bool(param is not None and param.log)
@@ -253,9 +256,13 @@ def _no_importance(reason: str) -> pd.DataFrame:
     return frame
 
 
-def parameter_importance(view: StudyView, *, max_trials: int = 1000, seed: int = 0) -> pd.DataFrame:
+def parameter_importance(view: StudyView, *, max_trials: int = 500, n_trees: int = 32, max_depth: int = 8,
+                         seed: int = 0) -> pd.DataFrame:
     """How much each searched parameter explains the score of complete trials: Optuna's fANOVA evaluator
     over an in-memory study of them (at most ``max_trials``, drawn with ``seed``), normalised to sum 1.
+
+    The forest is smaller than Optuna's default (64 trees of depth 64), which takes tens of seconds on a
+    thousand trials; 32 trees of depth 8 rank the parameters the same in about a second.
 
     One row per searched parameter, most important first. fANOVA needs every parameter in every trial,
     so a conditional parameter (a rank that exists only for LoRA) or one that never varied gets no value
@@ -288,8 +295,8 @@ def parameter_importance(view: StudyView, *, max_trials: int = 1000, seed: int =
             study = optuna.create_study(direction="maximize")
             for (params, dists), score in fitted:
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=score))
-            importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed), params=measured)
+            evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=n_trees, max_depth=max_depth, seed=seed)
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, params=measured)
     rows = [{"parameter": name, "importance": importances.get(name, float("nan")), "note": notes[name]}
             for name in dims]
     frame = pd.DataFrame(rows, columns=["parameter", "importance", "note"])

@@ -213,6 +213,12 @@ def test_parameters_figure_has_an_axis_per_searched_parameter() -> None:
         n in t.config for t in view.trials if t.full)]
     method = next(d for d in par.dimensions if d.label == "layer_0.method")
     assert list(method.ticktext) == ["none", "lora", "parallel_adapter", "prefix"]
+    size = next(d for d in par.dimensions if d.label == "layer_0.size")  # conditional: "–" where it is absent
+    configs = [t.config for t in view.trials if t.full]
+    assert list(size.ticktext) == ["–", "16", "64"]
+    assert list(size.values) == [{None: 0, 16: 1, 64: 2}[c.get("layer_0.size")] for c in configs]
+    rank = next(d for d in par.dimensions if d.label == "layer_0.rank")
+    assert rank.ticktext[0] == "–" and min(rank.values) == rank.range[0] == rank.tickvals[0] < 1
     assert len(par.line.color) == len([t for t in view.trials if t.full])
 
 
