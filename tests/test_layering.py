@@ -1,7 +1,8 @@
 """The package layers of DESIGN.md, checked on every import of autopeft (module level, in functions, and
 under TYPE_CHECKING alike: a lazy import is still a dependency).
 
-Layers, top to bottom: `cli` over `export` and `engine`; `export` over `engine`, `store`, `peft`,
+Layers, top to bottom: `cli` over `dashboard`, `export` and `engine`; `dashboard` (the Streamlit app,
+which reads and exports) over `export` and `engine`; `export` over `engine`, `store`, `peft`,
 `train`; `engine` over `search`, `store`, `train`; `search` over `space`; `train` over `peft` and
 `space`; `store`, `peft` and `space` import no other package. The top-level modules (`errors.py`,
 `yamlio.py`, `layer_selectors.py`, `status.py`, ...) are the bottom layer: anyone may import them and
@@ -23,7 +24,8 @@ BASE = "<top-level modules>"
 
 #: Which packages each package sits directly over (the allowed table; its closure is what may be imported).
 OVER: dict[str, set[str]] = {
-    "cli": {"export", "engine"},
+    "cli": {"dashboard", "export", "engine"},
+    "dashboard": {"export", "engine"},
     "export": {"engine", "store", "peft", "train"},
     "engine": {"search", "store", "train"},
     "search": {"space"},

@@ -124,9 +124,18 @@ def study_run(
     study_name, _ = create_study(store, checked, lease=lease)
     err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
                       f"store {display_url(storage)}", highlight=False)
+    _print_dashboard_hint(study_name, storage)
     summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
                         runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease)
     _print_summary(summary, storage)
+
+
+def _print_dashboard_hint(name: str, storage: str) -> None:
+    """The command that opens this study in the dashboard (a password-bearing URL goes by the environment)."""
+    option, note = storage_option(storage)
+    err_console.print(f"watch it: autopeft dashboard --study {name}{option}", highlight=False, soft_wrap=True)
+    if note:
+        err_console.print(note, highlight=False, soft_wrap=True)
 
 
 @study_app.command("resume")

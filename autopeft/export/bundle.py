@@ -82,15 +82,19 @@ class Bundle:
         return data
 
 
-def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
-    """Write `folder/autopeft.yaml` (the folder must exist); returns its path."""
-    path = Path(folder) / BUNDLE_FILE
+def bundle_text(bundle: Bundle) -> str:
+    """The text of `autopeft.yaml` for `bundle`: what `write_bundle` writes (and the dashboard serves)."""
     header = "# An autopeft configuration"
     if bundle.provenance is not None:
         header += f", exported from study {bundle.provenance.study!r}, trial {bundle.provenance.trial}"
     header += ".\n# Train it at full fidelity with: autopeft train <this file>\n"
-    body = yaml.safe_dump(bundle.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
-    path.write_text(header + body, encoding="utf-8")
+    return header + yaml.safe_dump(bundle.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
+
+
+def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
+    """Write `folder/autopeft.yaml` (the folder must exist); returns its path."""
+    path = Path(folder) / BUNDLE_FILE
+    path.write_text(bundle_text(bundle), encoding="utf-8")
     return path
 
 

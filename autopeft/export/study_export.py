@@ -77,12 +77,8 @@ def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path:
     return default_trial_dir(storage_url, study, entry.number)
 
 
-def export_trial(store: Store, study: str, out_dir: str | Path, rule: Rule | None = None, *,
-                 with_weights: bool = True) -> ExportReport:
-    """Pick a trial by `rule` and write `out_dir/autopeft.yaml` and, where `peft` can express it, `peft/`.
-
-    Nothing is written when anything fails (the outputs are staged in a temporary folder).
-    """
+def chosen_bundle(store: Store, study: str, rule: Rule | None = None) -> tuple[FrontEntry, Bundle]:
+    """The trial `rule` picks and its `autopeft.yaml` contents (read only: nothing is written)."""
     record = store.get_study(study)  # NotFoundError lists the studies
     definition = StudyDefinition.from_record(record)
     front = study_front(store, study)
@@ -94,7 +90,49 @@ def export_trial(store: Store, study: str, out_dir: str | Path, rule: Rule | Non
     provenance = Provenance(study=study, trial=entry.number, fidelity=entry.fidelity,
                             objectives=dict(entry.objectives), trainable_share=None if pct is None else pct / 100,
                             storage=public_url(store.url), exported_at=now_iso())
-    bundle = Bundle.build(definition.recipe, definition.recipe_dir, config_spec, provenance)
+    return entry, Bundle.build(definition.recipe, definition.recipe_dir, config_spec, provenance)
+
+
+@dataclass(frozen=True)
+class ExportTexts:
+    """An export made in memory: the `autopeft.yaml` text and, where `peft` can express the plan, the
+    `adapter_config.json` text (what `export_trial` writes, without weights)."""
+
+    entry: FrontEntry
+    bundle_yaml: str
+    adapter_config: str | None
+    peft: PeftExport | None
+    notes: list[str] = field(default_factory=list)
+
+
+def export_texts(store: Store, study: str, rule: Rule | None = None) -> ExportTexts:
+    """`export_trial`'s files as text, with nothing written to the store, the runs folder or `--out`.
+
+    The peft config goes through `peft`'s own `save_pretrained` (into a throwaway folder, read back), so
+    the text is byte for byte the file `export_trial` writes when it has no weights to export.
+    """
+    import tempfile
+
+    from autopeft.export.bundle import bundle_text
+
+    entry, bundle = chosen_bundle(store, study, rule)
+    notes: list[str] = []
+    peft = peft_config_for(bundle.recipe, bundle.config, notes)
+    adapter = None
+    if peft is not None and peft.config is not None:
+        with tempfile.TemporaryDirectory(prefix="autopeft-peft-") as tmp:
+            _write_peft_config(peft.config, Path(tmp))
+            adapter = (Path(tmp) / "adapter_config.json").read_text(encoding="utf-8")
+    return ExportTexts(entry, bundle_text(bundle), adapter, peft, notes)
+
+
+def export_trial(store: Store, study: str, out_dir: str | Path, rule: Rule | None = None, *,
+                 with_weights: bool = True) -> ExportReport:
+    """Pick a trial by `rule` and write `out_dir/autopeft.yaml` and, where `peft` can express it, `peft/`.
+
+    Nothing is written when anything fails (the outputs are staged in a temporary folder).
+    """
+    entry, bundle = chosen_bundle(store, study, rule)
     out = Path(out_dir)
     notes: list[str] = []
     with staged_dir(out, owned=(BUNDLE_FILE, PEFT_DIR), marker=BUNDLE_FILE) as tmp:

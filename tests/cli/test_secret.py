@@ -73,6 +73,7 @@ def test_the_password_appears_in_no_output_and_no_file(secret_url: str, tmp_path
               secret_url, "--strategy", "hyperband", "--budget", "1", "--executor", "inprocess", "--seed", "3")
     assert f"store {masked}" in out
     assert "next: autopeft export t --out exported/\n" in out and "AUTOPEFT_STORAGE" in out, out
+    assert "watch it: autopeft dashboard --study t\n" in out, out
     run("study", "resume", "t", "--storage", secret_url, "--budget", "2", "--executor", "inprocess")
     assert masked[:masked.index("@") + 1] in run("study", "list", "--storage", secret_url)  # the table's title
     run("study", "list", "--storage", secret_url, "--json")
@@ -88,6 +89,8 @@ def test_the_password_appears_in_no_output_and_no_file(secret_url: str, tmp_path
     bad_port = secret_url.replace(f":{PG_PORT}/", ":notaport/")
     one_line_error(run("study", "list", "--storage", bad_port, code=2))
     one_line_error(run("study", "list", "--storage", secret_url.replace(f":{PG_PORT}/", ":1/"), code=2))
+    one_line_error(run("dashboard", "--study", "nope", "--storage", secret_url, code=2))
+    one_line_error(run("dashboard", "--storage", secret_url.replace(f":{PG_PORT}/", ":1/"), code=2))
 
     assert outputs and not any(SECRET in text for text in outputs), "the password was printed"
     assert SECRET not in caplog.text, "the password was logged"

@@ -54,6 +54,7 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
                           "--seed", "3")
     assert code == 0, err
     assert "Pareto front of t" in out and "study t: complete" in out
+    assert f"watch it: autopeft dashboard --study t --storage {url}" in err  # at the start, before the trials
 
     store = Store(url)
     trials = store.trials("t")

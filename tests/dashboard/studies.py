@@ -1,0 +1,68 @@
+"""Stores for the dashboard tests, filled by the real study loop on the synthetic objective.
+
+The study's recipe is a real one (the tiny saved BERT on the demo task) and its configurations compile
+to real plans, so `autopeft export` and the dashboard's export both work on it; the synthetic runner
+reports the objectives, with the trainable share its parameters are of the recipe's base model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from autopeft.engine.definition import StudyDefinition, make_objectives
+from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.space.config import TrialConfig
+from autopeft.store import Store
+from tests.conftest import tiny_recipe_dict
+from tests.engine.synthetic import MAX_F, synthetic_runner
+from tests.engine.test_loop import _loop
+
+BASE = 2_000_000
+OBJECTIVES = make_objectives(("score", "trainable_params"), base_params=BASE)
+
+
+def compile_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A real configuration: LoRA on layers 1-2 with a rank that grows with the synthetic capacity x."""
+    rank = 1 + int(float(config["x"]) * 15)
+    plan = {"1-2": [{"method": "lora", "r": rank, "alpha": 2 * rank, "roles": ["query", "value"]}]}
+    return TrialConfig.model_validate({"plan": plan, "learning_rate": 5e-3}).model_dump(mode="json",
+                                                                                         exclude_none=True)
+
+
+class Runner:
+    """The synthetic runner, with the share of the base model its parameters are, and an optional pause."""
+
+    def __init__(self, sleep: float = 0.0) -> None:
+        self.sleep = sleep
+
+    def __call__(self, task: TrialTask) -> TrialOutcome:
+        if self.sleep:
+            time.sleep(self.sleep)
+        outcome = synthetic_runner(task)
+        params = outcome.objectives.get("trainable_params") if outcome.objectives else None
+        if params is None:
+            return outcome
+        return dataclasses.replace(outcome, metrics={**outcome.metrics, "trainable_share": params / BASE})
+
+
+def create(store: Store, name: str, model_dir: Path, recipe_dir: Path, strategy: str = "hyperband") -> StudyDefinition:
+    definition = StudyDefinition(space={"name": "synthetic"}, recipe=tiny_recipe_dict(model_dir, fmin=1, fmax=MAX_F),
+                                 objectives=OBJECTIVES, recipe_dir=str(recipe_dir))
+    store.create_study(name, space=definition.space_json(), recipe=definition.recipe_json(),
+                       objectives=definition.objectives_json(), strategy=strategy, seed=0)
+    return definition
+
+
+def fill(url: str, name: str, model_dir: Path, recipe_dir: Path, *, budget: float = 6.0,
+         strategy: str = "hyperband", sleep: float = 0.0) -> None:
+    """Create study `name` in the store at `url` and run it to its budget."""
+    store = Store(url)
+    try:
+        definition = create(store, name, model_dir, recipe_dir, strategy)
+        _loop(store, name, definition, budget=budget, strategy=strategy, runner=Runner(sleep),
+              compile_config=compile_config).run()
+    finally:
+        store.close()

@@ -1,0 +1,197 @@
+"""Every page of the dashboard through Streamlit's AppTest, on stores the real study loop filled (SQLite and
+PostgreSQL): what each page plots or picks is what the CLI says, and bad input is one error on the page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from autopeft.cli import app as cli
+from autopeft.store import Store, TrialStatus
+from tests.dashboard.studies import create, fill
+
+APP = Path(__file__).resolve().parents[2] / "autopeft" / "dashboard" / "app.py"
+runner = CliRunner()
+
+
+@pytest.fixture
+def filled(store_url: str, tmp_path: Path, tiny_model_dir: Path) -> str:
+    """Two finished studies, `demo` (Hyperband) and `other` (random search); returns the store URL."""
+    fill(store_url, "demo", tiny_model_dir, tmp_path)
+    fill(store_url, "other", tiny_model_dir, tmp_path, strategy="random", budget=4)
+    return store_url
+
+
+def page(url: str, monkeypatch: pytest.MonkeyPatch, **params: Any) -> AppTest:
+    monkeypatch.setenv("AUTOPEFT_STORAGE", url)
+    monkeypatch.delenv("AUTOPEFT_DASHBOARD_STUDY", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def one_error(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1, [e.value for e in at.error]
+    message = str(at.error[0].value)
+    assert "\n" not in message.strip() and "Traceback" not in message
+    return message
+
+
+def charts(at: AppTest) -> list[dict[str, Any]]:
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+def front_trials(at: AppTest) -> list[int]:
+    """The trial numbers of the front trace of the study page's front chart."""
+    for spec in charts(at):
+        for trace in spec.get("data", []):
+            if trace.get("name") == "Pareto front":
+                return sorted(int(n) for n in trace.get("customdata", []))
+    raise AssertionError("no 'Pareto front' trace on the page")
+
+
+def cli_json(*args: str) -> Any:
+    result = runner.invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def exported(url: str, out: Path, *args: str) -> dict[str, Any]:
+    result = runner.invoke(cli, ["export", "demo", "--storage", url, "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load((out / "autopeft.yaml").read_text())
+
+
+def test_every_page_renders(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    studies = ok(page(filled, monkeypatch))
+    assert [t.value for t in studies.title] == ["Studies"]
+    table = studies.dataframe[0].value
+    assert list(table["study"]) == ["demo", "other"]
+    assert ok(page(filled, monkeypatch, page="studies")).title[0].value == "Studies"
+    study = ok(page(filled, monkeypatch, study="demo"))
+    assert study.title[0].value == "Study demo" and len(charts(study)) >= 6
+    for trial in Store(filled).trials("demo"):
+        at = ok(page(filled, monkeypatch, study="demo", trial=trial.number))
+        assert at.title[0].value == f"Trial {trial.number} of demo"
+    compare = ok(page(filled, monkeypatch, page="compare", studies="demo,other"))
+    assert compare.multiselect[0].value == ["demo", "other"] and len(charts(compare)) == 2
+
+
+def test_the_plotted_front_is_the_pareto_command(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = cli_json("pareto", "demo", "--storage", filled, "--format", "json")
+    at = ok(page(filled, monkeypatch, study="demo"))
+    assert rows and front_trials(at) == sorted(r["trial"] for r in rows)
+    # The toggles redraw it: log scale, and the stopped-early trials marked apart (the front unchanged).
+    at.toggle(key="log_x").set_value(True)
+    at.toggle(key="show_pruned").set_value(True)
+    ok(at.run())
+    assert front_trials(at) == sorted(r["trial"] for r in rows)
+    names = [t.get("name", "") for spec in charts(at) for t in spec.get("data", [])]
+    assert any(n.startswith("stopped early") for n in names)
+
+
+def test_the_hypervolume_history_is_the_stored_snapshots(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(filled)
+    at = ok(page(filled, monkeypatch, study="demo"))
+    plotted = [t for spec in charts(at) for t in spec.get("data", []) if t.get("name") == "demo"
+               and "hypervolume" in str(t.get("hovertext", ""))]
+    assert len(plotted) == 2  # against budget and against wall time
+    latest = store.latest_pareto_snapshot("demo")
+    assert latest is not None and plotted[0]["y"][-1] == pytest.approx(latest.hypervolume)
+
+
+@pytest.mark.parametrize("by", ["parameter budget", "score floor"])
+def test_the_picker_chooses_what_export_chooses(filled: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                by: str) -> None:
+    rows = cli_json("pareto", "demo", "--storage", filled, "--format", "json")
+    assert len(rows) >= 2
+    middle = rows[len(rows) // 2]
+    at = ok(page(filled, monkeypatch, study="demo"))
+    at.radio(key="pick_by").set_value(by)
+    ok(at.run())
+    if by == "parameter budget":
+        value, flag, key = middle["share_pct"] * 1.0001, "--max-params-pct", "max_params_pct"
+    else:
+        value, flag, key = middle["score"] - 1e-9, "--min-score", "min_score"
+    at.slider(key=key).set_value(value)
+    ok(at.run())
+    written = exported(filled, tmp_path / "out", flag, repr(value))
+    assert at.session_state["picked_trial"] == written["provenance"]["trial"]
+    assert any(f"{flag} {value:g}" in c.value for c in at.code)
+
+
+def test_the_downloaded_bundle_is_what_export_writes(filled: str, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    best = cli_json("pareto", "demo", "--storage", filled, "--format", "json")[0]["trial"]
+    written = exported(filled, tmp_path / "out", "--trial", str(best))
+    at = ok(page(filled, monkeypatch, study="demo", trial=best))
+    labels = [b.label for b in at.download_button]
+    assert labels == ["Download autopeft.yaml", "Download adapter_config.json (peft)"]
+    served = next(yaml.safe_load(c.value) for c in at.code if c.language == "yaml")
+    for bundle in (served, written):
+        assert bundle["provenance"].pop("exported_at")  # the one field that legitimately differs
+    assert served == written
+    adapter = next(json.loads(c.value) for c in at.code if c.language == "json")
+    assert adapter == json.loads((tmp_path / "out" / "peft" / "adapter_config.json").read_text())
+    command = next(c.value for c in at.code if c.language == "bash")
+    assert command.startswith(f"autopeft export demo --trial {best} --out ")
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ({"study": "nope"}, "no study 'nope'"),
+    ({"study": "demo", "trial": "999"}, "has no trial 999"),
+    ({"study": "demo", "trial": "x"}, "is not a trial number"),
+    ({"page": "trial"}, "needs a study"),
+    ({"page": "nowhere"}, "no page 'nowhere'"),
+    ({"page": "compare", "studies": "demo,nope"}, "no study 'nope'"),
+])
+def test_a_bad_link_is_one_error(filled: str, monkeypatch: pytest.MonkeyPatch, params: dict[str, str],
+                                 says: str) -> None:
+    assert says in one_error(page(filled, monkeypatch, **params))
+
+
+def test_an_empty_store_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(url).create_all()
+    assert "no studies in" in one_error(page(url, monkeypatch))
+    assert "no studies in" in one_error(page(url, monkeypatch, page="compare"))
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/missing.db", "nonsense://x", "sqlite:///{tmp}",
+                                 "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"])
+def test_a_bad_storage_url_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    message = one_error(page(url.format(tmp=tmp_path), monkeypatch))
+    assert "secret" not in message
+
+
+def test_a_study_without_a_full_fidelity_result_is_one_error(tmp_path: Path, tiny_model_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'young.db'}"
+    store = Store(url)
+    create(store, "young", tiny_model_dir, tmp_path)
+    trial = store.create_trial("young", {"x": 0.5, "y": 0.5})
+    store.set_trial_status(trial.id, TrialStatus.RUNNING)
+    store.record_result(trial.id, 1, {"score": 0.4, "trainable_params": 500_000.0}, {})
+    assert "no trial has completed at full fidelity yet" in one_error(page(url, monkeypatch, study="young"))
+    assert "running: trial 0 at fidelity 1" in " ".join(c.value for c in page(url, monkeypatch, study="young").caption)
+
+
+def test_the_dashboard_opens_on_its_study(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOPEFT_STORAGE", filled)
+    monkeypatch.setenv("AUTOPEFT_DASHBOARD_STUDY", "other")
+    at = ok(AppTest.from_file(str(APP), default_timeout=120).run())
+    assert at.title[0].value == "Study other"
