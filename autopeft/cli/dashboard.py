@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -72,14 +71,8 @@ def dashboard(
         env[STUDY_ENV] = study
     where = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
     err_console.print(f"dashboard of {display_url(storage)} on {where} (Ctrl-C stops it)", highlight=False)
-    process = subprocess.Popen(streamlit_command(host, port), env=env)
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:  # Ctrl-C reaches Streamlit too (same process group): let it stop cleanly
-        try:
-            code = process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-    if code not in (0, -2, 130):
-        raise typer.Exit(code if code > 0 else 1)
+    command = streamlit_command(host, port)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # This process becomes Streamlit: Ctrl-C, SIGTERM and the exit code are its own, and no child is left behind.
+    os.execve(command[0], command, env)

@@ -48,21 +48,32 @@ class Runner:
         return dataclasses.replace(outcome, metrics={**outcome.metrics, "trainable_share": params / BASE})
 
 
+def definition(model_dir: Path, recipe_dir: Path) -> StudyDefinition:
+    return StudyDefinition(space={"name": "synthetic"}, recipe=tiny_recipe_dict(model_dir, fmin=1, fmax=MAX_F),
+                           objectives=OBJECTIVES, recipe_dir=str(recipe_dir))
+
+
 def create(store: Store, name: str, model_dir: Path, recipe_dir: Path, strategy: str = "hyperband") -> StudyDefinition:
-    definition = StudyDefinition(space={"name": "synthetic"}, recipe=tiny_recipe_dict(model_dir, fmin=1, fmax=MAX_F),
-                                 objectives=OBJECTIVES, recipe_dir=str(recipe_dir))
-    store.create_study(name, space=definition.space_json(), recipe=definition.recipe_json(),
-                       objectives=definition.objectives_json(), strategy=strategy, seed=0)
-    return definition
+    made = definition(model_dir, recipe_dir)
+    store.create_study(name, space=made.space_json(), recipe=made.recipe_json(),
+                       objectives=made.objectives_json(), strategy=strategy, seed=0)
+    return made
 
 
 def fill(url: str, name: str, model_dir: Path, recipe_dir: Path, *, budget: float = 6.0,
-         strategy: str = "hyperband", sleep: float = 0.0) -> None:
-    """Create study `name` in the store at `url` and run it to its budget."""
+         strategy: str = "hyperband", sleep: float = 0.0, created: bool = False) -> None:
+    """Run study `name` in the store at `url` to its budget (creating it first unless `created`)."""
     store = Store(url)
     try:
-        definition = create(store, name, model_dir, recipe_dir, strategy)
-        _loop(store, name, definition, budget=budget, strategy=strategy, runner=Runner(sleep),
+        made = definition(model_dir, recipe_dir) if created else create(store, name, model_dir, recipe_dir, strategy)
+        _loop(store, name, made, budget=budget, strategy=strategy, runner=Runner(sleep),
               compile_config=compile_config).run()
     finally:
         store.close()
+
+
+if __name__ == "__main__":  # a study in a process of its own: URL NAME MODEL_DIR RECIPE_DIR BUDGET SLEEP
+    import sys
+
+    url, name, model, folder, budget, pause = sys.argv[1:7]
+    fill(url, name, Path(model), Path(folder), budget=float(budget), sleep=float(pause), created=True)

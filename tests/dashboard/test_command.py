@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -19,23 +19,22 @@ from tests.cli import one_line_error
 runner = CliRunner()
 
 
-class FakePopen:
-    """Records the command instead of starting Streamlit."""
+class FakeExec:
+    """Records the command instead of becoming Streamlit."""
 
     calls: ClassVar[list[tuple[list[str], dict[str, str]]]] = []
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        FakePopen.calls.append((command, env))
-
-    def wait(self, timeout: float | None = None) -> int:
-        return 0
+    @staticmethod
+    def execve(path: str, command: list[str], env: dict[str, str]) -> None:
+        assert path == command[0]
+        FakeExec.calls.append((command, env))
 
 
 @pytest.fixture
-def popen(monkeypatch: pytest.MonkeyPatch) -> type[FakePopen]:
-    FakePopen.calls = []
-    monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    return FakePopen
+def popen(monkeypatch: pytest.MonkeyPatch) -> type[FakeExec]:
+    FakeExec.calls = []
+    monkeypatch.setattr(os, "execve", FakeExec.execve)
+    return FakeExec
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def store_with_study(tmp_path: Path) -> str:
     "postgresql+psycopg://nobody:secret@127.0.0.1:1/none",  # nothing listens there
     "postgresql+psycopg://nobody@127.0.0.1:notaport/none",
 ])
-def test_a_bad_store_is_one_line_and_starts_nothing(storage: str, tmp_path: Path, popen: type[FakePopen]) -> None:
+def test_a_bad_store_is_one_line_and_starts_nothing(storage: str, tmp_path: Path, popen: type[FakeExec]) -> None:
     result = runner.invoke(app, ["dashboard", "--storage", storage.format(tmp=tmp_path)])
     assert result.exit_code == 2, result.output
     line = one_line_error(result.stderr)
@@ -63,14 +62,14 @@ def test_a_bad_store_is_one_line_and_starts_nothing(storage: str, tmp_path: Path
     assert popen.calls == [] and not (tmp_path / "missing.db").exists()
 
 
-def test_an_unknown_study_is_one_line(store_with_study: str, popen: type[FakePopen]) -> None:
+def test_an_unknown_study_is_one_line(store_with_study: str, popen: type[FakeExec]) -> None:
     result = runner.invoke(app, ["dashboard", "--storage", store_with_study, "--study", "nope"])
     assert result.exit_code == 2
     assert "no study 'nope'" in one_line_error(result.stderr) and "demo" in result.stderr
     assert popen.calls == []
 
 
-def test_it_runs_the_packaged_app_headless(store_with_study: str, popen: type[FakePopen]) -> None:
+def test_it_runs_the_packaged_app_headless(store_with_study: str, popen: type[FakeExec]) -> None:
     result = runner.invoke(app, ["dashboard", "--storage", store_with_study, "--study", "demo", "--host", "0.0.0.0",
                                  "--port", "8765"])
     assert result.exit_code == 0, result.output
