@@ -109,7 +109,7 @@ def _texts(url: str, study: str, number: int, version: Any) -> tuple[str, str | 
     from autopeft.export.select import Rule
     from autopeft.export.study_export import export_texts
 
-    texts = export_texts(ui._store(url), study, Rule(trial=number))
+    texts = export_texts(ui.cached_store(url), study, Rule(trial=number))
     reasons = list(texts.peft.unsupported) if texts.peft is not None else []
     return texts.bundle_yaml, texts.adapter_config, [*texts.notes, *reasons]
 

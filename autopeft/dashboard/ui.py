@@ -49,7 +49,8 @@ def guarded(read: Callable[[], T]) -> T:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(url: str) -> Store:
+def cached_store(url: str) -> Store:
+    """One read-only store per URL for the whole server (its connection pool is shared by every session)."""
     from autopeft.dashboard.data import open_read_only
 
     return open_read_only(url)
@@ -59,7 +60,7 @@ def store() -> Store:
     """The read-only store at $AUTOPEFT_STORAGE (one per URL for the whole server)."""
     url = storage_url()
     try:
-        return _store(url)
+        return cached_store(url)
     except AutopeftError as err:
         fail(f"cannot open {display_url(url)}: {err}")
     except Exception as err:  # a malformed URL is SQLAlchemy's ArgumentError before our store sees it
@@ -71,21 +72,23 @@ def store() -> Store:
 def _version(url: str, name: str) -> Any:
     from autopeft.dashboard.data import study_version
 
-    return study_version(_store(url), name)
+    return study_version(cached_store(url), name)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+# A resource, not data: `cache_data` would unpickle a copy on every hit (2 s for 10,000 trials), and the
+# view is frozen, so every session can share the one object read at this version.
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _study(url: str, name: str, version: Any) -> StudyView:
     from autopeft.dashboard.data import load_study
 
-    return load_study(_store(url), name)
+    return load_study(cached_store(url), name)
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
 def _studies(url: str) -> list[StudySummaryRow]:
     from autopeft.dashboard.data import list_studies
 
-    return list(list_studies(_store(url)))
+    return list(list_studies(cached_store(url)))
 
 
 def studies() -> list[StudySummaryRow]:
