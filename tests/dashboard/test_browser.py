@@ -5,6 +5,7 @@ test skips). Screenshots go to the test's folder; the study page's also to docs/
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,9 @@ FRONT_POINTS_JS = """() => {
     .filter(g => g.__data__ && g.__data__[0] && g.__data__[0].trace.name === 'Pareto front');
   return groups.length ? groups[0].querySelectorAll('path.point').length : -1;
 }"""
+
+FRONT_POINT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot g.trace.scatter'))
+  .find(g => g.__data__ && g.__data__[0] && g.__data__[0].trace.name === 'Pareto front').querySelector('path.point')"""
 
 
 def _free_port() -> int:
@@ -111,12 +115,31 @@ def test_the_dashboard_in_a_real_browser(dashboard: tuple[str, list[int]], tmp_p
             page.wait_for_timeout(1500)  # let the last figures draw before the picture
             page.screenshot(path=str(shots / "study.png"))
 
+            # Box-selecting a point of the front opens that trial (Streamlit's selection of the plotly chart).
+            point = page.evaluate_handle(FRONT_POINT_JS).as_element()
+            assert point is not None
+            point.scroll_into_view_if_needed()
+            box = point.bounding_box()
+            assert box is not None
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x - 7, y - 7)
+            page.mouse.down()
+            page.mouse.move(x + 7, y + 7, steps=8)
+            page.mouse.up()
+            expect(page.get_by_role("heading", name=re.compile(r"^Trial \d+ of demo$"))).to_be_visible()
+            heading = page.get_by_role("heading", name=re.compile(r"^Trial \d+ of demo$")).inner_text()
+            assert int(heading.split()[1]) in front
+            # Its export, made in memory (the first one imports torch in the server: give it time).
+            expect(page.get_by_text("Download autopeft.yaml")).to_be_visible(timeout=180_000)
+            page.screenshot(path=str(shots / "trial.png"))
+
+            page.goto(f"{base}/?study=demo")
             picked = page.locator("p", has_text="picked trial").get_by_role("link").first  # the picker's choice
             number = int(picked.inner_text().split()[-1])
             picked.click()  # a trial link opens the trial page
             expect(page.get_by_role("heading", name=f"Trial {number} of demo")).to_be_visible()
-            expect(page.get_by_text("Download autopeft.yaml")).to_be_visible(timeout=90_000)
-            page.screenshot(path=str(shots / "trial.png"))
+            expect(page.get_by_text("Download autopeft.yaml")).to_be_visible(timeout=180_000)
+            page.screenshot(path=str(shots / "picked-trial.png"))
         finally:
             browser.close()
     docs = ROOT / "docs"
