@@ -115,12 +115,16 @@ def _picker(view: StudyView) -> None:
     if not entries:
         st.caption("the picker needs a front")
         return
-    shares = [s for s in (share_pct(e, view.front) for e in entries) if s is not None]
-    scores = [score(e) for e in entries]
+    # Bounds from every full-fidelity trial, not the front alone: they only widen as the study runs, so a
+    # live refresh never moves a chosen value out of its slider.
+    shares = [s for s in (share_pct(e, view.front) for e in view.front.completed) if s is not None]
+    scores = [score(e) for e in view.front.completed]
+    default_share = max((s for s in (share_pct(e, view.front) for e in entries) if s is not None), default=None)
     by = st.radio("choose by", ["parameter budget", "score floor"], horizontal=True, key="pick_by")
     if by == "parameter budget" and shares:
         top = max(shares) * 1.1 or 1.0
-        limit = st.slider("max trainable share (% of the model)", 0.0, float(f"{top:.3g}"), float(max(shares)),
+        limit = st.slider("max trainable share (% of the model)", 0.0, float(f"{top:.3g}"),
+                          float(default_share if default_share is not None else max(shares)),
                           step=_step(top), format="%.4f", key="max_params_pct")
         rule, flag = Rule(max_params_pct=limit), f"--max-params-pct {limit:g}"
     else:
