@@ -33,10 +33,11 @@ def compile_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class Runner:
-    """The synthetic runner, with the share of the base model its parameters are, and an optional pause."""
+    """The synthetic runner, with the share of the base model its parameters are, an optional pause, and
+    optionally a third objective (training seconds, growing with the fidelity and the capacity x)."""
 
-    def __init__(self, sleep: float = 0.0) -> None:
-        self.sleep = sleep
+    def __init__(self, sleep: float = 0.0, seconds: bool = False) -> None:
+        self.sleep, self.seconds = sleep, seconds
 
     def __call__(self, task: TrialTask) -> TrialOutcome:
         if self.sleep:
@@ -45,28 +46,38 @@ class Runner:
         params = outcome.objectives.get("trainable_params") if outcome.objectives else None
         if params is None:
             return outcome
-        return dataclasses.replace(outcome, metrics={**outcome.metrics, "trainable_share": params / BASE})
+        objectives = dict(outcome.objectives)
+        if self.seconds:
+            objectives["train_seconds"] = task.fidelity * (1.0 + 3.0 * float(task.config["y"]))
+        return dataclasses.replace(outcome, objectives=objectives,
+                                   metrics={**outcome.metrics, "trainable_share": params / BASE})
 
 
-def definition(model_dir: Path, recipe_dir: Path) -> StudyDefinition:
+THREE = make_objectives(("score", "trainable_params", "train_seconds"), base_params=BASE)
+
+
+def definition(model_dir: Path, recipe_dir: Path, seconds: bool = False) -> StudyDefinition:
     return StudyDefinition(space={"name": "synthetic"}, recipe=tiny_recipe_dict(model_dir, fmin=1, fmax=MAX_F),
-                           objectives=OBJECTIVES, recipe_dir=str(recipe_dir))
+                           objectives=THREE if seconds else OBJECTIVES, recipe_dir=str(recipe_dir))
 
 
-def create(store: Store, name: str, model_dir: Path, recipe_dir: Path, strategy: str = "hyperband") -> StudyDefinition:
-    made = definition(model_dir, recipe_dir)
+def create(store: Store, name: str, model_dir: Path, recipe_dir: Path, strategy: str = "hyperband",
+           seconds: bool = False) -> StudyDefinition:
+    made = definition(model_dir, recipe_dir, seconds)
     store.create_study(name, space=made.space_json(), recipe=made.recipe_json(),
                        objectives=made.objectives_json(), strategy=strategy, seed=0)
     return made
 
 
 def fill(url: str, name: str, model_dir: Path, recipe_dir: Path, *, budget: float = 6.0,
-         strategy: str = "hyperband", sleep: float = 0.0, created: bool = False) -> None:
-    """Run study `name` in the store at `url` to its budget (creating it first unless `created`)."""
+         strategy: str = "hyperband", sleep: float = 0.0, created: bool = False, seconds: bool = False) -> None:
+    """Run study `name` in the store at `url` to its budget (creating it first unless `created`); `seconds`:
+    with training seconds as a third objective (the loop's scheduler still ranks by the first two)."""
     store = Store(url)
     try:
-        made = definition(model_dir, recipe_dir) if created else create(store, name, model_dir, recipe_dir, strategy)
-        _loop(store, name, made, budget=budget, strategy=strategy, runner=Runner(sleep),
+        made = definition(model_dir, recipe_dir, seconds) if created else \
+            create(store, name, model_dir, recipe_dir, strategy, seconds)
+        _loop(store, name, made, budget=budget, strategy=strategy, runner=Runner(sleep, seconds),
               compile_config=compile_config).run()
     finally:
         store.close()

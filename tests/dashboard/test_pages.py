@@ -190,6 +190,19 @@ def test_a_study_without_a_full_fidelity_result_is_one_error(tmp_path: Path, tin
     assert "running: trial 0 at fidelity 1" in " ".join(c.value for c in page(url, monkeypatch, study="young").caption)
 
 
+def test_three_objectives_show_a_3d_front_and_its_projections(tmp_path: Path, tiny_model_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'three.db'}"
+    fill(url, "three", tiny_model_dir, tmp_path, seconds=True)
+    at = ok(page(url, monkeypatch, study="three"))
+    kinds = [trace.get("type") for spec in charts(at) for trace in spec.get("data", [])]
+    assert "scatter3d" in kinds
+    rows = cli_json("pareto", "three", "--storage", url, "--format", "json")
+    assert front_trials(at) == sorted(r["trial"] for r in rows)
+    fronts = [t for spec in charts(at) for t in spec.get("data", []) if t.get("name") == "Pareto front"]
+    assert len(fronts) == 1 + 1 + 3  # the score-params front, the 3-D one, and the three projections
+
+
 def test_the_dashboard_opens_on_its_study(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOPEFT_STORAGE", filled)
     monkeypatch.setenv("AUTOPEFT_DASHBOARD_STUDY", "other")
