@@ -114,6 +114,24 @@ def test_the_hypervolume_history_is_the_stored_snapshots(filled: str, monkeypatc
     assert stored and all(trace["y"] == pytest.approx(stored) for trace in plotted)
 
 
+def test_the_trials_table_filters_by_status_and_the_failed_trial_shows_its_error(
+        filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    trials = Store(filled).trials("demo")
+    at = ok(page(filled, monkeypatch, study="demo"))
+    table = at.dataframe(key="trials")
+    assert sorted(table.value["number"]) == [t.number for t in trials]
+    assert "Download CSV" in [b.label for b in at.download_button]
+    at.multiselect(key="status_filter").set_value(["complete"])
+    ok(at.run())
+    shown = at.dataframe(key="trials").value
+    assert set(shown["status"]) == {"complete"}
+    assert sorted(shown["number"]) == sorted(t.number for t in trials if t.status is TrialStatus.COMPLETE)
+    failed = next(t for t in trials if t.status is TrialStatus.FAILED)
+    at = ok(page(filled, monkeypatch, study="demo", trial=failed.number))
+    assert any("synthetic failure" in c.value for c in at.code)
+    assert any("only trials completed at full fidelity" in str(i.value) for i in at.info)
+
+
 @pytest.mark.parametrize("by", ["parameter budget", "score floor"])
 def test_the_picker_chooses_what_export_chooses(filled: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                 by: str) -> None:
