@@ -112,8 +112,13 @@ def test_the_dashboard_in_a_real_browser(dashboard: tuple[str, list[int]], tmp_p
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5")
             page.wait_for_function(f"() => ({FRONT_POINTS_JS.strip()})() >= 0")
             assert page.evaluate(FRONT_POINTS_JS) == len(front)  # the chart shows every front trial, no more
-            page.wait_for_timeout(1500)  # let the last figures draw before the picture
+            for section in ("Hypervolume history", "Learning curves across rungs",
+                            "Where the adapters go (front trials)"):
+                expect(page.get_by_role("heading", name=section)).to_be_visible()
+            page.set_viewport_size({"width": 1440, "height": 3300})  # the picture: front to plan grid
+            page.wait_for_timeout(2000)  # let the figures redraw at their place before the picture
             page.screenshot(path=str(shots / "study.png"))
+            page.set_viewport_size({"width": 1440, "height": 1800})
 
             # Box-selecting a point of the front opens that trial (Streamlit's selection of the plotly chart).
             point = page.evaluate_handle(FRONT_POINT_JS).as_element()
