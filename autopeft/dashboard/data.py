@@ -29,6 +29,7 @@ from autopeft.errors import ConfigError
 from autopeft.search.rungs import rung_levels
 from autopeft.status import TrialStatus
 from autopeft.store import ResultRecord, Store, StoreError, StudyRecord, TrialRecord
+from autopeft.store.store import gc_paused
 
 __all__ = ["list_studies", "load_study", "open_read_only", "study_version"]
 
@@ -71,6 +72,11 @@ def load_study(store: Store, name: str) -> StudyView:
     ``front`` is exactly `autopeft.engine.front.study_front` (what `autopeft pareto` prints), computed by
     the same `compute_front` from the same full-fidelity results.
     """
+    with gc_paused():  # see there: a large study builds ~10^6 objects here
+        return _load_study(store, name)
+
+
+def _load_study(store: Store, name: str) -> StudyView:
     contents = store.read_study(name)
     study = contents.study
     definition = _definition(study)
