@@ -44,3 +44,21 @@ def test_strategies_quick(tmp_path: Path) -> None:
         assert 0 < row["hv_share_median"] <= 2, name
         assert row["full_trials_median"] >= 1 and row["ratio_vs_tpe"] > 0
     assert rows["hyperband"]["trials_median"] > rows["random"]["trials_median"]  # early stopping buys trials
+
+
+def test_dashboard_load_quick(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/dashboard_load.py"), "--quick", "--out",
+                           str(tmp_path / "d.json")], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "d_quick.json").read_text())
+    assert report["quick"] is True and report["sizes"]["trials"] == 200
+    measured = {name: figures for name, figures in report["backends"].items() if "skipped" not in figures}
+    assert "sqlite" in measured
+    for figures in measured.values():
+        view, written = figures["view"], figures["written"]
+        assert (view["trials"], view["results"], view["attempts"], view["snapshots"]) == (
+            written["trials"], written["results"], written["attempts"], written["snapshots"])
+        assert 0 < view["front"] <= view["full_fidelity"] == written["snapshots"]
+        for name in ("list_studies", "load_study", "study_version"):
+            assert figures[name]["median_s"] > 0 and figures[name]["runs"] == 2
+            assert figures[name]["statements"] <= 12  # a few queries per page, never one per trial

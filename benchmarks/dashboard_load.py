@@ -1,0 +1,355 @@
+"""How fast the dashboard reads a large study: `list_studies`, `load_study` and `study_version` on 10,000 trials.
+
+The store is filled through the `Store` API, as a driver fills it: one Hyperband study of N trials of the
+`mixed` search space on MiniLM-L6's six layers (their configurations and compiled plans), 4N results (each
+with the metrics a real trial reports), one attempt per result, a Pareto snapshot after every full-fidelity
+result, and a few trials still running at the end. Fidelity 512 to 131072 examples with eta 2 (nine
+rungs): per ten trials, three stop at the first rung, two at the second, one each at the third and fourth,
+one is paused at the eighth and three reach the ninth (full fidelity), so every trial averages four
+results; one trial in fifty (one that stopped at the first rung) has failed instead. The fill skips the
+disk flush of each commit (see `_fast_writer`): the rows are the same, only written sooner.
+
+Then, on a fresh read-only store (as the dashboard opens it), after one warm-up call each: the median of
+R timed calls of each function, with the number of SQL statements each call sends and, for `load_study`,
+how its time splits between the store's bulk read and building the views. SQLite always; PostgreSQL too
+when the local server answers (a throwaway schema, dropped afterwards).
+
+Full run:  python benchmarks/dashboard_load.py            (10,000 trials, 40,000 results, 7 runs)
+CI smoke:  python benchmarks/dashboard_load.py --quick    (200 trials, 800 results, 2 runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event  # noqa: E402
+
+from autopeft.dashboard.data import list_studies, load_study, open_read_only, study_version  # noqa: E402
+from autopeft.engine.definition import StudyDefinition, make_objectives  # noqa: E402
+from autopeft.search.pareto import hypervolume, pareto_front_mask, reference_point, to_minimization  # noqa: E402
+from autopeft.search.rungs import rung_levels  # noqa: E402
+from autopeft.status import AttemptOutcome, TrialStatus  # noqa: E402
+from autopeft.store import Store  # noqa: E402
+
+MIN_F, MAX_F, ETA = 512, 131072, 2.0
+BASE_PARAMS = 22_713_216  # MiniLM-L6 with a classification head
+#: Rungs reached by each of ten consecutive trials (mean 4: the 4N results of the issue's benchmark).
+DEPTHS = (1, 1, 1, 2, 2, 3, 4, 8, 9, 9)
+PG_URL = os.environ.get("AUTOPEFT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+STUDY = "bench"
+
+
+def _configs(n: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``n`` configurations of the mixed space with their compiled plans (what a real study stores)."""
+    from autopeft.search.history import History
+    from autopeft.search.samplers import make_sampler
+    from autopeft.space.space import load_space
+
+    space = load_space(ROOT / "search_spaces/mixed.yaml")
+    dims = space.dimensions(6)
+    sampler = make_sampler("random", dims, make_objectives(("score", "trainable_params"), base_params=BASE_PARAMS),
+                           seed=seed)
+    distinct = [dict(c) for c in sampler.propose(min(n, 500), History())]
+    out = []
+    for i in range(n):
+        config = distinct[i % len(distinct)]
+        out.append((config, space.compile(config, 6).model_dump(mode="json", exclude_none=True)))
+    return out
+
+
+def _objectives(config: dict[str, Any], fidelity: int, number: int) -> dict[str, float]:
+    params = 0.0
+    for key, value in config.items():
+        if key.endswith((".rank", ".size", ".length")):
+            params += 768.0 * float(value)
+    quality = min(0.93, 0.55 + params / 2e5) - 0.02 * ((number * 7919) % 13) / 13
+    return {"score": quality * (1.0 - 0.4 * (1.0 - fidelity / MAX_F) ** 2), "trainable_params": 1536.0 + params}
+
+
+def _metrics(objectives: dict[str, float], fidelity: int) -> dict[str, Any]:
+    """What `engine.worker` stores: the trial job's `TrialResult` fields."""
+    return {"status": "complete", "error": None, "fidelity": fidelity, "fidelity_unit": "examples",
+            "steps": fidelity // 32, "score": objectives["score"],
+            "metrics": {"accuracy": objectives["score"], "loss": 0.7 - 0.3 * objectives["score"]},
+            "dev_metrics": None, "train_loss": 0.45, "trainable_params": int(objectives["trainable_params"]),
+            "trainable_share": objectives["trainable_params"] / BASE_PARAMS, "train_seconds": fidelity / 180.0,
+            "examples_per_second": 180.0, "peak_memory_mb": 812.5, "trial_dir": "autopeft_runs/bench/trial_x"}
+
+
+def fill(store: Store, trials: int, *, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One study as a Hyperband driver writes it, through the Store API; returns what was written."""
+    levels = rung_levels(MIN_F, MAX_F, ETA)
+    objectives = make_objectives(("score", "trainable_params"), base_params=BASE_PARAMS)
+    definition = StudyDefinition(space={"name": "mixed"}, recipe={"fidelity": {"min": MIN_F, "max": MAX_F}},
+                                 objectives=objectives, recipe_dir=".",
+                                 options={"strategy": "hyperband", "seed": seed, "eta": ETA, "budget": None})
+    store.create_study(STUDY, space=definition.space_json(), recipe=definition.recipe_json(),
+                       objectives=definition.objectives_json(), strategy="hyperband", seed=seed)
+    ref = reference_point(objectives)
+    directions = [o.direction for o in objectives]
+    front: list[tuple[int, list[float]]] = []  # (trial id, raw objective values)
+    counts: dict[str, Any] = {"trials": 0, "results": 0, "attempts": 0, "snapshots": 0}
+    started = time.perf_counter()
+    for number, (config, plan) in enumerate(_configs(trials, seed)):
+        trial = store.create_trial(STUDY, config, plan, bracket=0)
+        counts["trials"] += 1
+        depth = DEPTHS[number % len(DEPTHS)]
+        running = number >= trials - 3  # the last few are still training
+        failed = depth <= 2 and number % 50 == 0
+        previous = None
+        for rung, fidelity in enumerate(levels[:depth]):
+            attempt = store.start_attempt(trial.id, fidelity, resume_from=previous)
+            counts["attempts"] += 1
+            if running and rung == depth - 1:
+                break
+            values = _objectives(config, fidelity, number)
+            store.record_result(trial.id, fidelity, values, _metrics(values, fidelity))
+            counts["results"] += 1
+            store.end_attempt(attempt.id, AttemptOutcome.REPORTED, worker=f"bench:{number % 4}")
+            previous = fidelity
+            if fidelity == MAX_F:
+                store.set_trial_status(trial.id, TrialStatus.COMPLETE)
+                candidates = [*front, (trial.id, [values[o.name] for o in objectives])]
+                points = to_minimization([v for _, v in candidates], directions)
+                mask = pareto_front_mask(points)
+                front = [c for c, keep in zip(candidates, mask, strict=True) if keep]
+                store.add_pareto_snapshot(STUDY, [i for i, _ in front], hypervolume(points[mask], ref))
+                counts["snapshots"] += 1
+            elif rung < depth - 1:
+                store.set_trial_status(trial.id, TrialStatus.PAUSED)
+        if running:
+            continue
+        if failed:
+            store.set_trial_status(trial.id, TrialStatus.FAILED, error="RuntimeError: CUDA out of memory")
+        elif depth == 8:
+            store.set_trial_status(trial.id, TrialStatus.PAUSED)
+        elif depth < len(levels):
+            store.set_trial_status(trial.id, TrialStatus.PRUNED)
+        if (number + 1) % 1000 == 0:
+            log(f"  filled {number + 1}/{trials} trials ({time.perf_counter() - started:.0f} s)")
+    counts["fill_seconds"] = round(time.perf_counter() - started, 1)
+    return counts
+
+
+def _fast_writer(url: str) -> Store:
+    """A store for filling: every write through the Store API, but commits not flushed to disk one by one
+    (SQLite ``synchronous = OFF``, PostgreSQL ``synchronous_commit = off``): what is written is the same,
+    it is only written sooner (the fill is not what is measured)."""
+    store = Store(url)
+
+    @event.listens_for(store._engine, "connect")  # before the store's first connection
+    def _no_sync(dbapi_conn: Any, _record: Any) -> None:
+        if store._engine.dialect.name == "sqlite":
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.close()
+        else:
+            autocommit = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            dbapi_conn.execute("SET synchronous_commit = off")
+            dbapi_conn.autocommit = autocommit
+
+    return store
+
+
+@contextmanager
+def statements(store: Store) -> Iterator[list[str]]:
+    """The SQL statements ``store`` sends inside the block."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = store._engine  # the benchmark counts the store's queries
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def timed(fn: Callable[[], Any], runs: int) -> dict[str, Any]:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
+            "max_s": round(max(times), 4), "runs": runs}
+
+
+def measure(url: str, runs: int, *, profile: bool = False) -> dict[str, Any]:
+    """Time the three reads on a fresh read-only store at ``url``."""
+    store = open_read_only(url)
+    cold_start = time.perf_counter()
+    view = load_study(store, STUDY)  # the first call: connect, check the schema, read
+    cold = time.perf_counter() - cold_start
+    out: dict[str, Any] = {"load_study_first_call_s": round(cold, 4)}
+    for name, fn in (("list_studies", lambda: list_studies(store)), ("load_study", lambda: load_study(store, STUDY)),
+                     ("study_version", lambda: study_version(store, STUDY))):
+        with statements(store) as sent:
+            fn()
+        out[name] = {**timed(fn, runs), "statements": len(sent)}
+    # Where load_study's time goes: the store's one-transaction bulk read, then building the views.
+    out["load_study"]["store_read_s"] = timed(lambda: store.read_study(STUDY), runs)["median_s"]
+    out["load_study"]["views_s"] = round(out["load_study"]["median_s"] - out["load_study"]["store_read_s"], 4)
+    out["view"] = {"trials": len(view.trials), "results": len(view.results), "attempts": len(view.attempts),
+                   "snapshots": len(view.snapshots), "front": len(view.front.entries),
+                   "full_fidelity": len(view.front.completed), "rungs": list(view.rungs),
+                   "budget_used": round(view.budget_used, 3)}
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        load_study(store, STUDY)
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+        out["profile"] = text.getvalue()
+    store.close()
+    return out
+
+
+def _pg_reachable(url: str) -> tuple[bool, str]:
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        with psycopg.connect(host=parsed.host, port=parsed.port or 5432, dbname=parsed.database,
+                             user=parsed.username, connect_timeout=2) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        return True, str(version[0] if version else "")
+    except Exception as exc:
+        return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@contextmanager
+def pg_schema(url: str) -> Iterator[str]:
+    """A throwaway schema on the server of ``url``: yields the URL that uses it."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    schema = f"autopeft_bench_{uuid.uuid4().hex[:10]}"
+    params: dict[str, Any] = {"host": parsed.host, "port": parsed.port or 5432, "dbname": parsed.database,
+                              "user": parsed.username}
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**params, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _machine() -> dict[str, Any]:
+    import sqlite3
+
+    import sqlalchemy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "sqlite": sqlite3.sqlite_version, "sqlalchemy": sqlalchemy.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="200 trials, 2 runs: a smoke test")
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of one load_study to the JSON")
+    parser.add_argument("--sqlite-file", type=Path, help="fill this SQLite file (kept), or reuse it when it exists")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard_load.json")
+    args = parser.parse_args(argv)
+    trials, runs, out = args.trials, args.runs, args.out
+    if args.quick:
+        trials, runs = 200, 2
+        out = out.with_name(out.stem + "_quick" + out.suffix)
+
+    report: dict[str, Any] = {
+        "what": "autopeft.dashboard.data on one study filled through the Store API, read through a read-only store",
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": _machine(),
+        "quick": args.quick, "sizes": {"trials": trials, "results": trials * sum(DEPTHS) // len(DEPTHS),
+                                       "rungs": rung_levels(MIN_F, MAX_F, ETA)},
+        "method": f"median of {runs} timed calls after one warm-up call, each function in turn, one process",
+        "target": "a study page's data well under 2 s", "backends": {}}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.sqlite_file or Path(tmp) / "bench.db"
+        url = f"sqlite:///{path}"
+        if path.exists():  # filled by an earlier run with --sqlite-file
+            contents = Store(url, read_only=True).read_study(STUDY)
+            written = {"trials": len(contents.trials), "results": len(contents.results),
+                       "attempts": len(contents.attempts), "snapshots": len(contents.snapshots), "reused": str(path)}
+        else:
+            print(f"sqlite: filling {trials} trials ...", flush=True)
+            store = _fast_writer(url)
+            written = fill(store, trials)
+            store.close()
+        print(f"sqlite: {written}", flush=True)
+        report["backends"]["sqlite"] = {"written": written, **measure(url, runs, profile=args.profile)}
+        _print("sqlite", report["backends"]["sqlite"])
+
+    reachable, detail = (False, "--no-pg") if args.no_pg else _pg_reachable(PG_URL)
+    if reachable:
+        with pg_schema(PG_URL) as url:
+            print(f"postgresql {detail}: filling {trials} trials ...", flush=True)
+            store = _fast_writer(url)
+            written = fill(store, trials)
+            store.close()
+            print(f"postgresql: {written}", flush=True)
+            report["backends"]["postgresql"] = {"server": detail, "written": written,
+                                                **measure(url, runs, profile=args.profile)}
+            _print("postgresql", report["backends"]["postgresql"])
+    else:
+        report["backends"]["postgresql"] = {"skipped": detail}
+        print(f"postgresql skipped: {detail}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0
+
+
+def _print(backend: str, figures: dict[str, Any]) -> None:
+    for name in ("list_studies", "load_study", "study_version"):
+        f = figures[name]
+        extra = (f" (store read {f['store_read_s']:.3f} s, views {f['views_s']:.3f} s)" if name == "load_study"
+                 else "")
+        print(f"{backend:>10} {name:<14} median {f['median_s']:.3f} s over {f['runs']} runs, "
+              f"{f['statements']} statements{extra}")
+    print(f"{backend:>10} load_study first call {figures['load_study_first_call_s']:.3f} s; view {figures['view']}")
+    if "profile" in figures:
+        print(figures["profile"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
