@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from autopeft.dashboard.search_charts import (
+    empty_figure,
     nice_ticks,
     parameter_importance,
     parameters_figure,
@@ -49,15 +50,6 @@ _GL_ABOVE = 5000  # points: WebGL beyond this, SVG below (browsers cap WebGL con
 
 def _label(name: str) -> str:
     return _LABELS.get(name, name)
-
-
-def _empty(message: str) -> go.Figure:
-    """A blank figure that says why it is blank."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
 
 
 def _scatter(n: int, **kwargs: Any) -> go.Scatter | go.Scattergl:
@@ -124,7 +116,7 @@ def front_figure(view: StudyView, *, log_x: bool = False, show_pruned: bool = Fa
     completed = _points(view, view.front.completed, x, y)
     stopped = _stopped(view, x, y) if show_pruned else []
     if not completed and not stopped:
-        return _empty("no trial has reached full fidelity yet")
+        return empty_figure("no trial has reached full fidelity yet")
     on_front = {e.number for e in view.front.entries}
     front = sorted((e for e in completed if e.number in on_front), key=lambda e: (e.objectives[x], e.number))
     dominated = [e for e in completed if e.number not in on_front]
@@ -163,11 +155,11 @@ def front_3d_figure(view: StudyView) -> go.Figure:
     objectives is a surface, which no 2-D plot shows whole)."""
     names = [o.name for o in view.definition.objectives]
     if len(names) < 3:
-        return _empty("a 3-D front needs three objectives")
+        return empty_figure("a 3-D front needs three objectives")
     a, b, c = names[:3]
     completed = [e for e in view.front.completed if all(n in e.objectives for n in (a, b, c))]
     if not completed:
-        return _empty("no trial has reached full fidelity yet")
+        return empty_figure("no trial has reached full fidelity yet")
     on_front = {e.number for e in view.front.entries}
     fig = go.Figure()
     for name, entries, marker in (
@@ -203,7 +195,7 @@ def hypervolume_figure(view: StudyView, *, x: str = "budget") -> go.Figure:
         raise ValueError(f"x must be 'budget' or 'seconds', got {x!r}")
     snapshots = [s for s in view.snapshots if s.hypervolume is not None]
     if not snapshots:
-        return _empty("no Pareto snapshot yet: the first comes with the first full-fidelity result")
+        return empty_figure("no Pareto snapshot yet: the first comes with the first full-fidelity result")
     xs = [s.budget_used if x == "budget" else s.seconds for s in snapshots]
     fig = go.Figure(go.Scatter(
         name=view.name, x=xs, y=[s.hypervolume for s in snapshots], mode="lines+markers", line={"shape": "hv"},
@@ -231,7 +223,7 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
     trials = {t.number: t for t in view.trials}
     results = sorted((r for r in view.results if SCORE in r.objectives), key=lambda r: (r.trial_number, r.fidelity))
     if not results:
-        return _empty("no result yet")
+        return empty_figure("no result yet")
     lines: dict[str, tuple[list[Any], list[Any], list[Any]]] = {k: ([], [], []) for k in CURVE_COLOURS}
     for number, group in itertools.groupby(results, key=lambda r: r.trial_number):
         points = list(group)
@@ -324,7 +316,8 @@ def compare_figures(views: Sequence[StudyView]) -> tuple[go.Figure, go.Figure, p
     columns = ["study", "strategy", "trials", "full fidelity", "front size", "budget used", "budget total",
                "final hypervolume", "best score"]
     if not views:
-        return _empty("choose two or more studies"), _empty("choose two or more studies"), pd.DataFrame(columns=columns)
+        blank = "choose two or more studies"
+        return empty_figure(blank), empty_figure(blank), pd.DataFrame(columns=columns)
     objectives = _common_objectives(views)
     same = all(v.definition.objectives == views[0].definition.objectives for v in views)
     by_share = len({v.base_params for v in views}) > 1

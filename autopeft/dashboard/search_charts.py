@@ -136,7 +136,8 @@ def trial_plan_grid(plan: Mapping[str, Any] | None, num_layers: int | None = Non
     return _frame({cell: " + ".join(texts) for cell, texts in cells.items()}, num_layers, drop_empty)
 
 
-def _empty(message: str) -> go.Figure:
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure that says why it is blank (every chart of the dashboard uses it)."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_xaxes(visible=False)
@@ -152,10 +153,10 @@ def plan_grid_figure(view: StudyView, num_layers: int | None = None) -> go.Figur
     """
     plans = [e.plan for e in view.front.entries]
     if not plans:
-        return _empty("no front yet: no trial has reached full fidelity")
+        return empty_figure("no front yet: no trial has reached full fidelity")
     methods, plans_in = _counts(plans, num_layers)
     if not methods:
-        return _empty("the front's plans adapt no layer (the head trains alone)")
+        return empty_figure("the front's plans adapt no layer (the head trains alone)")
     frame = _frame({cell: _count_text(c) for cell, c in methods.items()}, num_layers, drop_empty=True)
     rows, columns = list(frame.index), list(frame.columns)
     z = [[plans_in.get((r, c), 0) for c in columns] for r in rows]
@@ -239,7 +240,7 @@ def parameters_figure(view: StudyView) -> go.Figure:
     """
     trials = [t for t in view.trials if t.full and SCORE in t.objectives]
     if not trials:
-        return _empty("no trial has reached full fidelity yet")
+        return empty_figure("no trial has reached full fidelity yet")
     configs = [t.config for t in trials]
     dims = _dims(view, configs) or {}
     names = [n for n in dims if any(n in c for c in configs)] or sorted({k for c in configs for k in c})
