@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autopeft.search.pareto import (
     Direction,
@@ -123,6 +125,18 @@ def test_fronts_partition_and_respect_dominance_on_random_sets() -> None:
                 assert rank[i] == rank[j]
         for front in fronts[1:]:  # every later point is dominated by some point of the front before
             assert not pareto_front_mask(pts)[front].any()
+
+
+@given(st.integers(1, 4).flatmap(lambda m: st.lists(
+    st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0]) | st.floats(-3, 3), min_size=m, max_size=m),
+    min_size=1, max_size=40)))
+@settings(max_examples=300, deadline=None)
+def test_front_mask_is_exactly_the_undominated_points(rows: list[list[float]]) -> None:
+    """The sort-based mask (a fast path for two objectives, a scan for more) against its definition: a point
+    is on the front when no other point is no worse everywhere and better somewhere (ties and copies too)."""
+    points = np.array(rows)
+    expected = [not any(np.all(q <= p) and np.any(q < p) for q in points) for p in points]
+    assert pareto_front_mask(points).tolist() == expected
 
 
 def test_empty_input() -> None:
