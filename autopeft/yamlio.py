@@ -78,20 +78,71 @@ def validate(model: type[M], data: Any, *, source: str | None = None, prefix: st
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise describe_validation_error(err, model, source=source, prefix=prefix) from None
+        raise describe_validation_error(err, model, source=source, prefix=prefix, data=data) from None
 
 
 def describe_validation_error(
-    err: ValidationError, model: type[BaseModel], *, source: str | None, prefix: str = ""
+    err: ValidationError, model: type[BaseModel], *, source: str | None, prefix: str = "", data: Any = None
 ) -> ConfigError:
-    """One line: the dotted field path, pydantic's message, and for unknown fields the accepted ones."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    """One line: the dotted field path, pydantic's message, and for unknown fields the accepted ones.
+
+    A value that fits no member of a union (`int | float`) fails once per member, each under a tag
+    (`validation_size.int`, `validation_size.float`): the tags are left out of the path (`data`, the
+    validated input, tells a tag from a field) and the members' messages are joined into one.
+    """
+    errors = err.errors()
+    first = errors[0]
+    path = _without_tags(first["loc"], data)
+    loc = ".".join(str(p) for p in (prefix, *path) if p != "")
     msg = first["msg"].removeprefix("Value error, ")  # our validators' messages read as they are
     if first["type"] == "extra_forbidden":
         allowed = _fields_at(model, first["loc"][:-1])
         msg = "unknown field" + (f"; accepted: {', '.join(allowed)}" if allowed else "")
+    else:
+        same = [e for e in errors if _without_tags(e["loc"], data) == path]
+        msg = _union_message(same) or msg
     return ConfigError(msg, source=source, field=loc or None)
+
+
+#: Tags pydantic puts in an error's path for the member of a union that failed (besides `list[...]`-like ones).
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list", "tuple", "bytes", "is-instance"})
+
+
+def _without_tags(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """`loc` without union-member tags: a part is a field or key when the data holds it there, or (for a
+    missing field) when it reads as a field name; anything else at that place is a tag."""
+    kept: list[Any] = []
+    current = data
+    for part in loc:
+        if _holds(current, part):
+            kept.append(part)
+            current = current[part]
+        elif _is_tag(part) or (data is not None and not isinstance(current, dict)):
+            continue
+        else:
+            kept.append(part)
+            current = None
+    return tuple(kept)
+
+
+def _holds(data: Any, part: Any) -> bool:
+    """`data[part]` exists: a key of a mapping, or an index of a list."""
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list | tuple) and isinstance(part, int) and 0 <= part < len(data)
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _TYPE_TAGS or not part.isidentifier() or part[:1].isupper())
+
+
+def _union_message(errors: list[Any]) -> str | None:
+    """`Input should be a valid integer or a valid number (got 'abc')` from one error per union member."""
+    wanted = [e["msg"].removeprefix("Input should be ").split(",")[0] for e in errors
+              if e["msg"].startswith("Input should be ")]
+    if len(errors) < 2 or len(wanted) != len(errors):
+        return None
+    return f"Input should be {' or '.join(dict.fromkeys(wanted))} (got {errors[0].get('input')!r})"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -1,4 +1,5 @@
-"""`files` tasks: your own CSV / TSV / JSONL files, with the text and label columns named in the recipe."""
+"""`files` tasks: your own CSV / TSV / JSONL files, with the text and label columns named in the recipe
+(or, for a CSV / TSV file without a header line, `header: false` and 0-based column indices)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def load_files(spec: TaskSpec, base_dir: Path) -> Splits:
         raise ConfigError("task 'files' needs train, text_columns and label_column", field="task")
     columns = (*spec.text_columns, spec.label_column)
     train_path = resolve(spec.train, base_dir)
-    train_rows = read_columns(train_path, columns)
+    train_rows = read_columns(train_path, columns, has_header=spec.header)
     labels: tuple[str, ...] | None = None
     if not spec.regression:
         labels = spec.labels if spec.labels is not None else discover_labels(train_rows)
@@ -34,5 +35,5 @@ def load_files(spec: TaskSpec, base_dir: Path) -> Splits:
     dev = []
     if spec.dev is not None:
         dev_path = resolve(spec.dev, base_dir)
-        dev = to_examples(read_columns(dev_path, columns), dev_path, columns, labels)
+        dev = to_examples(read_columns(dev_path, columns, has_header=spec.header), dev_path, columns, labels)
     return Splits(train=train, dev=dev, label_names=labels or ())

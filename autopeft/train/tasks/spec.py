@@ -1,8 +1,9 @@
 """`TaskSpec`: the `task:` section of a trial recipe.
 
 `name` picks the source: a GLUE task read from `data_dir` in its original format, the packaged
-`demo` task, `files` (your CSV/TSV/JSONL files with column names) or `hf` (a Hugging Face dataset).
-Validation is done here, before any file is opened, so a bad recipe fails at load time.
+`demo` task, `files` (your CSV/TSV/JSONL files, columns by name, or by 0-based index with `header: false`)
+or `hf` (a Hugging Face dataset). Validation is done here, before any file is opened, so a bad recipe
+fails at load time, and every message reads as one line (no pydantic union branches).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _FILE_FIELDS = ("train", "dev")
 _HF_FIELDS = ("dataset", "config")
 _COLUMN_FIELDS = ("text_columns", "label_column", "labels")
 
+#: A column: its name in the header line (or JSONL key), or its 0-based index in a file without a header.
+Column = str | int
+
 
 class TaskSpec(BaseModel):
     """Which task a trial trains on and how its search-time validation slice is cut."""
@@ -41,10 +45,14 @@ class TaskSpec(BaseModel):
     config: str | None = Field(default=None, description="`hf`: dataset configuration name.")
     train_split: str = Field(default="train", description="`hf`: split used for training.")
     dev_split: str | None = Field(default="validation", description="`hf`: split kept for the report.")
-    text_columns: tuple[str] | tuple[str, str] | None = Field(
+    text_columns: tuple[Column] | tuple[Column, Column] | None = Field(
         default=None, description="`files`/`hf`: one text column, or two for a text pair."
     )
-    label_column: str | None = Field(default=None, description="`files`/`hf`: the label (or score) column.")
+    label_column: Column | None = Field(default=None, description="`files`/`hf`: the label (or score) column.")
+    header: bool = Field(
+        default=True, description="`files` (CSV/TSV): false for a file without a header line; then columns "
+        "are 0-based indices (`text_columns: [1]`, `label_column: 0`)."
+    )
     labels: tuple[str, ...] | None = Field(
         default=None, description="Label values in class-index order; default: those in train, sorted."
     )
@@ -70,6 +78,22 @@ class TaskSpec(BaseModel):
             return tuple(str(v).strip() for v in value)
         return value
 
+    @field_validator("text_columns", mode="before")
+    @classmethod
+    def _text_columns(cls, value: object) -> object:
+        """One or two columns; a single name or index may be given bare. Checked here, so an error is one line."""
+        if value is None:
+            return None
+        columns = list(value) if isinstance(value, list | tuple) else [value]
+        if not 1 <= len(columns) <= 2:
+            raise ValueError(f"takes one text column, or two for a text pair; got {len(columns)}")
+        return tuple(_column(c) for c in columns)
+
+    @field_validator("label_column", mode="before")
+    @classmethod
+    def _label_column(cls, value: object) -> object:
+        return None if value is None else _column(value)
+
     @model_validator(mode="after")
     def _fits_source(self) -> TaskSpec:
         given = {k for k in (*_FILE_FIELDS, *_HF_FIELDS, *_COLUMN_FIELDS) if getattr(self, k) is not None}
@@ -85,6 +109,7 @@ class TaskSpec(BaseModel):
         extra = sorted(given - allowed)
         if extra:
             raise ValueError(f"{', '.join(extra)} not used by task {self.name!r} (only by files/hf)")
+        self._check_columns()
         if self.regression and self.name not in ("files", "hf", "stsb"):
             raise ValueError(f"regression is fixed by the task for {self.name!r}; set it only for files/hf")
         if self.regression and self.labels is not None:
@@ -102,6 +127,24 @@ class TaskSpec(BaseModel):
             raise ValueError(f"validation_size {size} must be a share in (0, 1) or a count >= 1")
         return self
 
+    def _check_columns(self) -> None:
+        """Names with a header line (and for `hf`), 0-based indices without one (CSV/TSV only)."""
+        columns = [*(self.text_columns or ()), *([] if self.label_column is None else [self.label_column])]
+        indices = [c for c in columns if isinstance(c, int)]
+        if not self.header:
+            if self.name != "files":
+                raise ValueError(f"header: false is for files tasks, not {self.name!r}")
+            jsonl = [str(p) for p in (self.train, self.dev) if p is not None and p.suffix.lower() == ".jsonl"]
+            if jsonl:
+                raise ValueError(f"header: false is for CSV/TSV files; {jsonl[0]} is JSONL (its keys name columns)")
+            names = [c for c in columns if isinstance(c, str)]
+            if names:
+                raise ValueError(f"with header: false, columns are 0-based indices (text_columns: [1], "
+                                 f"label_column: 0), not names such as {names[0]!r}")
+        elif indices:
+            raise ValueError(f"column {indices[0]} is an index: set header: false for a file without a header "
+                             "line, or name the column")
+
     @property
     def is_regression(self) -> bool:
         return self.regression or self.name == "stsb"
@@ -112,3 +155,14 @@ class TaskSpec(BaseModel):
             return self.data_dir if self.data_dir.is_absolute() else base_dir / self.data_dir
         env = os.environ.get("AUTOPEFT_DATA_DIR")
         return Path(env) if env else Path.cwd() / "../shared/data/glue"
+
+
+def _column(value: object) -> Column:
+    """A column name (non-empty text) or a 0-based index (an integer >= 0, not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{value!r} is not a column; accepted: a name, or a 0-based index with header: false")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"column {value} is negative; indices start at 0")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("a column name is empty")
+    return value

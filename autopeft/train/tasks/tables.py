@@ -1,4 +1,5 @@
-"""Reading CSV / TSV / JSONL rows by column name, and turning them into examples, with clear errors.
+"""Reading CSV / TSV / JSONL rows by column name (or by 0-based index in a CSV / TSV file without a header
+line), and turning them into examples, with clear errors.
 
 TSV is read with quoting disabled (`csv.QUOTE_NONE`): GLUE's files contain bare `"` characters,
 and TSV has no quoting convention (fields cannot hold tabs). CSV uses the standard CSV quoting.
@@ -19,6 +20,7 @@ from autopeft.errors import DataError
 from autopeft.train.tasks.types import Example
 
 Row = tuple[int, list[Any]]  # (line number, values of the requested columns)
+Column = str | int  # a name, or a 0-based index in a file without a header line
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 
 
@@ -30,17 +32,21 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def read_columns(path: Path, columns: Sequence[str], *, header: Sequence[str] | None = None) -> list[Row]:
+def read_columns(path: Path, columns: Sequence[Column], *, header: Sequence[str] | None = None,
+                 has_header: bool = True) -> list[Row]:
     """Values of `columns` for every row of `path` (blank lines skipped).
 
     `header` names the columns of a file that has no header line (CoLA); otherwise the first line
-    (CSV/TSV) or each object's keys (JSONL) name them.
+    (CSV/TSV) or each object's keys (JSONL) name them. With `has_header=False` (CSV/TSV only) the
+    first line is data and `columns` are 0-based indices.
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     fmt = file_format(path)
+    if not has_header and fmt == "jsonl":
+        raise DataError(f"{path}: a JSONL file has no header line to leave out; name its keys as columns")
     try:
-        rows = list(_jsonl(path, columns) if fmt == "jsonl" else _delimited(path, columns, fmt, header))
+        rows = list(_jsonl(path, columns) if fmt == "jsonl" else _delimited(path, columns, fmt, header, has_header))
     except UnicodeDecodeError:
         raise not_utf8(path) from None
     if not rows:
@@ -62,16 +68,20 @@ def not_utf8(path: Path) -> DataError:
     return DataError(f"{path}: not UTF-8; re-encode the file as UTF-8")
 
 
-def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[str] | None) -> Iterator[Row]:
+def _delimited(path: Path, columns: Sequence[Column], fmt: str, header: Sequence[str] | None,
+               has_header: bool) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         tsv = fmt == "tsv"
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(handle)
         rows = _checked(reader, path, quoted=not tsv)
-        names = list(header) if header is not None else [c.strip() for c in next(rows, [])]
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names) or '(none)'}")
-        index = [names.index(c) for c in columns]
+        if header is None and not has_header:
+            index, expected = _positions(path, columns), "0-based column indices"
+        else:
+            names = list(header) if header is not None else [c.strip() for c in next(rows, [])]
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(names) or '(none)'}")
+            index, expected = [names.index(str(c)) for c in columns], f"{len(names)}: {', '.join(names)}"
         need = max(index) + 1
         for fields in rows:
             if not fields or fields == [""]:
@@ -79,10 +89,17 @@ def _delimited(path: Path, columns: Sequence[str], fmt: str, header: Sequence[st
             if len(fields) < need:
                 lost = columns[next(i for i, j in enumerate(index) if j >= len(fields))]
                 raise DataError(
-                    f"{path}:{reader.line_num}: {len(fields)} fields, column {lost!r} is missing "
-                    f"(expected {len(names)}: {', '.join(names)})"
+                    f"{path}:{reader.line_num}: {len(fields)} fields, column {lost!r} is missing (expected {expected})"
                 )
             yield reader.line_num, [fields[j] for j in index]
+
+
+def _positions(path: Path, columns: Sequence[Column]) -> list[int]:
+    """The indices of a file without a header line: every column must be a 0-based index."""
+    names = [c for c in columns if not isinstance(c, int) or isinstance(c, bool) or c < 0]
+    if names:
+        raise DataError(f"{path}: without a header line, columns are 0-based indices, not {names[0]!r}")
+    return [int(c) for c in columns]
 
 
 def _checked(reader: Any, path: Path, *, quoted: bool) -> Iterator[list[str]]:
@@ -100,7 +117,7 @@ def _checked(reader: Any, path: Path, *, quoted: bool) -> Iterator[list[str]]:
         yield fields
 
 
-def _jsonl(path: Path, columns: Sequence[str]) -> Iterator[Row]:
+def _jsonl(path: Path, columns: Sequence[Column]) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -139,7 +156,7 @@ def _is_int(text: str) -> bool:
 
 
 def to_examples(
-    rows: Sequence[Row], source: Path | str, columns: Sequence[str], labels: Sequence[str] | None
+    rows: Sequence[Row], source: Path | str, columns: Sequence[Column], labels: Sequence[str] | None
 ) -> list[Example]:
     """Rows of `columns` = (text, [text_pair,] label) to examples.
 
