@@ -60,7 +60,7 @@ def space_report(space: SearchSpace, counter: ParamCounter, *, seed: int = 0) ->
         "feasible_trainable_params": None if feasible is None else _range(*feasible, counter.base_params),
         "constraints": [c.model_dump(exclude_none=True) for c in space.constraints],
         "sample": {"seed": seed, "config": space.as_written(config), "trainable_params": n,
-                   "trainable_share": n / counter.base_params, "feasible": counter.allows(n)},
+                   "trainable_share": n / counter.base_params, "feasible": counter.feasible(config)},
     }
 
 
@@ -88,7 +88,8 @@ def _report_table(report: dict[str, Any]) -> Table:
     table.add_row("trainable max", _params(rng["max"], rng["max_share"]) + exact)
     for c in report["constraints"]:
         limit = (f"share <= {100 * c['max_trainable_share']:g}%" if "max_trainable_share" in c
-                 else f"params <= {c['max_trainable_params']:,}")
+                 else f"params <= {c['max_trainable_params']:,}" if "max_trainable_params" in c
+                 else "peft can express the plan")
         table.add_row("constraint", f"{c['name']}: {limit}" if c.get("name") else limit)
     if report["constraints"]:
         feasible = report["feasible_trainable_params"]

@@ -234,7 +234,7 @@ def _check_entry(space: SearchSpace, index: int, entry: PlanEntry, source: str |
 
     from autopeft.peft.plan import MethodSpec
 
-    params = {**space.training, **space.layers}
+    params = {**space.global_params, **space.layers}
     refs = {key: value[1:] for key, value in entry.fields.items() if _is_ref(value)}
     domains: dict[str, list[Any]] = {}
     for ref in dict.fromkeys(refs.values()):
@@ -271,7 +271,7 @@ def _entry_error(space: SearchSpace, index: int, refs: Mapping[str, str], values
     what = "" if key == "method" else f" gives {loc[0]}.{key}"
     if key in refs:
         ref = refs[key]
-        group = "training" if ref in space.training else "layers"
+        group = "training" if ref in space.training else "shared" if ref in space.shared else "layers"
         return ConfigError(f"{values[ref]!r}{what}: {message} (plan.{index})", source=source, field=f"{group}.{ref}")
     return ConfigError(message, source=source, field=f"plan.{index}.{key}")
 

@@ -26,22 +26,21 @@ from torch import nn
 
 from autopeft.errors import ConfigError, UnsupportedArchitectureError
 from autopeft.peft.adapted import AdaptedLinear
-from autopeft.peft.ia3.config import IA3Spec
+from autopeft.peft.expressible import peft_equivalent, peft_reasons, plan_family, plan_targets, prefix_specs
 from autopeft.peft.ia3.layer import IA3Vector
 from autopeft.peft.ia3.model import INPUT_SCALED_ROLES
 from autopeft.peft.inject import HEAD_NAMES, model_layers
 from autopeft.peft.lora.config import LoraSpec
 from autopeft.peft.lora.layer import DoraDelta, LoraDelta
 from autopeft.peft.plan import PeftPlan
-from autopeft.peft.prefix.config import PrefixSpec
 from autopeft.peft.prefix.layer import PrefixKV
-from autopeft.peft.registry import METHODS, PeftEquivalent
-from autopeft.peft.roles import ARCHITECTURES, ArchitectureMap, Role, architecture_for
+from autopeft.peft.roles import ARCHITECTURES, ArchitectureMap, architecture_for
 
 #: Model types whose projections are transformers' `Conv1D` (weight stored (in, out)): `fan_in_fan_out`.
 CONV1D_MODEL_TYPES = frozenset({"gpt2"})
-#: Methods that `peft` has no equivalent for (the registry says so).
-NO_PEFT_EQUIVALENT = frozenset(name for name, info in METHODS.items() if info.peft is None)
+#: Packaged models (`autopeft.train.model.PACKAGED_MODELS`) -> the Hugging Face id of the same weights, which
+#: an exported `base_model_name_or_path` names instead of a path inside this virtual environment.
+PACKAGED_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 _PEFT_PREFIX = "base_model.model."  # keys of tuners that wrap the model (LoRA, IA3)
 _PEFT_PROMPT_PREFIX = "base_model."  # keys of prompt-learning methods, which hold the model directly
 
@@ -61,16 +60,6 @@ class PeftExport:
     @property
     def expressible(self) -> bool:
         return self.config is not None
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One module `peft` adapts: its path (as `target_modules` names it) and the layer and roles behind it."""
-
-    path: str
-    layer: int
-    roles: tuple[Role, ...]  # in fused-part order
-    spec: Any
 
 
 @dataclass(frozen=True)
@@ -99,11 +88,22 @@ def _where(model: nn.Module | str, arch: ArchitectureMap | None) -> _Where:
     return _Where(model_type, resolved, root, heads, len(layers))
 
 
-def to_peft_config(plan: PeftPlan, model: nn.Module | str, *, arch: ArchitectureMap | None = None) -> PeftExport:
+def portable_base_model(name: str, base_dir: Path | None = None) -> str:
+    """What an exported adapter names as its base: the Hub id of a packaged model's weights, else the
+    user's own id or local folder (a relative folder resolved against the recipe's, as training does)."""
+    from autopeft.train.model import resolve_model_path
+
+    return PACKAGED_HUB_IDS.get(name) or resolve_model_path(name, base_dir)
+
+
+def to_peft_config(plan: PeftPlan, model: nn.Module | str, *, arch: ArchitectureMap | None = None,
+                   base_model: str | None = None) -> PeftExport:
     """The `peft` adapter config for `plan` on `model` (a model, or a `model_type` with an optional role map).
 
-    Expressible: all LoRA or all DoRA (per-module ranks and alphas, one dropout), all IA3, or one
-    prefix length in every layer without reparametrisation. Anything else returns the reasons.
+    `base_model` goes to `base_model_name_or_path` (what `AutoPeftModel` loads; see `portable_base_model`).
+
+    Expressible: what `autopeft.peft.expressible.peft_reasons` allows (all LoRA or all DoRA with per-module
+    ranks and alphas, all IA3, one prefix length everywhere), with a `peft` that can run it.
     Raises `ConfigError` when the plan was made for another layer count than `model` has, and
     `UnsupportedArchitectureError` for a `model_type` without a role map.
     """
@@ -111,61 +111,19 @@ def to_peft_config(plan: PeftPlan, model: nn.Module | str, *, arch: Architecture
     if where.num_layers is not None and where.num_layers != plan.num_layers:
         raise ConfigError(f"plan was made for {plan.num_layers} layers but the model has {where.num_layers}",
                           field="plan")
-    reasons: list[str] = []
-    for layer in plan.adapted_layers:
-        for spec in plan.methods(layer):
-            if spec.method in NO_PEFT_EQUIVALENT:
-                reasons.append(f"layer {layer}: {spec.method} has no peft equivalent")
-    families = sorted({s.method for specs in plan.layers.values() for s in specs} - NO_PEFT_EQUIVALENT)
-    if not plan.adapted_layers:
-        reasons.append("the plan adapts no layer")
-    if len(families) > 1:
-        equivalents = [_equivalent(f) for f in families]
-        names = " and ".join(e.label for e in equivalents)
-        options = sorted({o for e in equivalents for o in e.options})
-        one_tuner = len({e.peft_type for e in equivalents}) == 1
-        why = f"{', '.join(options)} applies to every module" if one_tuner and options else \
-            "a peft adapter holds one method"
-        reasons.append(f"mixes {names}: {why}")
-    if reasons or not families:
+    family, reasons = plan_family(plan)
+    if family is None:
         return PeftExport(None, reasons)
-    equivalent = _equivalent(families[0])
-    return _CONFIG_WRITERS[equivalent.peft_type](plan, where, **equivalent.options)
-
-
-def _equivalent(name: str) -> PeftEquivalent:
-    equivalent = METHODS[name].peft
-    if equivalent is None:
-        raise ValueError(f"{name} has no peft equivalent")
-    return equivalent
-
-
-def _targets(plan: PeftPlan, where: _Where, what: str) -> tuple[list[_Target], list[str]]:
-    """One target per adapted module path; a fused projection must carry every part, from one spec."""
-    by_path: dict[str, list[tuple[Role, Any, int, int]]] = {}
-    for layer in plan.adapted_layers:
-        for spec in plan.methods(layer):
-            if not isinstance(spec, LoraSpec | IA3Spec):  # DoraSpec is a LoraSpec
-                continue
-            for role in spec.roles:
-                slot = where.arch.slot(role)
-                path = f"{where.layers_path}.{layer}.{slot.path}"
-                by_path.setdefault(path, []).append((role, spec, slot.part, slot.parts))
-    targets: list[_Target] = []
-    reasons: list[str] = []
-    for path, entries in by_path.items():
-        layer = int(path[len(where.layers_path) + 1:].split(".", 1)[0])
-        entries.sort(key=lambda e: e[2])
-        parts = entries[0][3]
-        specs = {id(e[1]) for e in entries}
-        if parts > 1 and (len(entries) != parts or len(specs) != 1):
-            roles = ", ".join(e[0].value for e in entries)
-            reasons.append(f"layer {layer}: {what} on part of the fused projection {path.rsplit('.', 2)[-2]}."
-                           f"{path.rsplit('.', 1)[-1]} ({roles}); peft adapts the whole projection, so it needs "
-                           "all its roles from one method entry")
-            continue
-        targets.append(_Target(path, layer, tuple(e[0] for e in entries), entries[0][1]))
-    return targets, reasons
+    equivalent = peft_equivalent(family)
+    reasons = peft_reasons(plan, where.arch, layers_path=where.layers_path)
+    if equivalent.peft_type == "PREFIX_TUNING" and (broken := peft_prefix_unsupported()):
+        reasons.append(broken)
+    if reasons:
+        return PeftExport(None, reasons)
+    export = _CONFIG_WRITERS[equivalent.peft_type](plan, where, **equivalent.options)
+    if export.config is not None and base_model is not None:
+        export.config["base_model_name_or_path"] = base_model
+    return export
 
 
 def _common(values: list[Any]) -> Any:
@@ -179,14 +137,7 @@ def _number(x: float) -> float | int:
 def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool = False) -> PeftExport:
     from peft import LoraConfig
 
-    what = "DoRA" if use_dora else "LoRA"
-    targets, reasons = _targets(plan, where, what)
-    dropouts = sorted({t.spec.dropout for t in targets})
-    if len(dropouts) > 1:
-        reasons.append(f"{what} dropout differs between modules ({', '.join(map(str, dropouts))}); "
-                       "peft has one lora_dropout")
-    if reasons:
-        return PeftExport(None, reasons)
+    targets, _ = plan_targets(plan, where.arch, where.layers_path, "DoRA" if use_dora else "LoRA")
     notes: list[str] = []
     rslora = _common([t.spec.rslora for t in targets])
     if len({t.spec.rslora for t in targets}) > 1:
@@ -212,7 +163,7 @@ def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool = False) -> Pe
         target_modules=sorted(ranks),
         rank_pattern={re.escape(p): v for p, v in sorted(ranks.items()) if v != r},
         alpha_pattern={re.escape(p): v for p, v in sorted(alphas.items()) if v != alpha},
-        lora_dropout=dropouts[0], use_rslora=rslora, use_dora=use_dora,
+        lora_dropout=targets[0].spec.dropout, use_rslora=rslora, use_dora=use_dora,
         fan_in_fan_out=where.model_type in CONV1D_MODEL_TYPES,
         task_type="SEQ_CLS", modules_to_save=list(where.heads),
     )
@@ -222,9 +173,7 @@ def _lora_config(plan: PeftPlan, where: _Where, *, use_dora: bool = False) -> Pe
 def _ia3_config(plan: PeftPlan, where: _Where) -> PeftExport:
     from peft import IA3Config
 
-    targets, reasons = _targets(plan, where, "IA3")
-    if reasons:
-        return PeftExport(None, reasons)
+    targets, _ = plan_targets(plan, where.arch, where.layers_path, "IA3")
     feedforward = sorted(t.path for t in targets if set(t.roles) & INPUT_SCALED_ROLES)
     config = IA3Config(
         target_modules=sorted(t.path for t in targets), feedforward_modules=feedforward,
@@ -237,29 +186,9 @@ def _ia3_config(plan: PeftPlan, where: _Where) -> PeftExport:
 def _prefix_config(plan: PeftPlan, where: _Where) -> PeftExport:
     from peft import PrefixTuningConfig
 
-    specs: dict[int, PrefixSpec] = {
-        i: s for i in range(plan.num_layers) for s in plan.methods(i) if isinstance(s, PrefixSpec)
-    }
-    reasons: list[str] = []
-    missing = [i for i in range(plan.num_layers) if i not in specs]
-    if missing:
-        reasons.append(f"prefix in only some layers (none in {', '.join(map(str, missing))}); "
-                       "peft's prefix tuning covers every layer")
-    lengths = sorted({s.length for s in specs.values()})
-    if len(lengths) > 1:
-        reasons.append(f"prefix lengths differ between layers ({', '.join(map(str, lengths))}); "
-                       "peft has one num_virtual_tokens")
-    reparam = sorted(i for i, s in specs.items() if s.reparam)
-    if reparam:
-        reasons.append(f"layer {reparam[0]}: reparametrised prefix; peft's prefix_projection is one MLP shared "
-                       "by all layers")
-    if broken := peft_prefix_unsupported():
-        reasons.append(broken)
-    if reasons:
-        return PeftExport(None, reasons)
-    config = PrefixTuningConfig(num_virtual_tokens=lengths[0], task_type="SEQ_CLS",
-                                modules_to_save=list(where.heads))
-    note = (f"peft passes the prefix as a cache, so the real tokens sit at positions {lengths[0]}.. in peft and "
+    length = next(iter(prefix_specs(plan).values())).length  # one length in every layer (peft_reasons)
+    config = PrefixTuningConfig(num_virtual_tokens=length, task_type="SEQ_CLS", modules_to_save=list(where.heads))
+    note = (f"peft passes the prefix as a cache, so the real tokens sit at positions {length}.. in peft and "
             "at 0.. in autopeft: with absolute position embeddings the outputs differ")
     return PeftExport(_jsonable(config.to_dict()), [], [note])
 
@@ -311,20 +240,25 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_peft_adapter(
-    model: nn.Module, plan: PeftPlan, out_dir: str | Path, *, arch: ArchitectureMap | None = None
+    model: nn.Module, plan: PeftPlan, out_dir: str | Path, *, arch: ArchitectureMap | None = None,
+    base_model: str | None = None,
 ) -> PeftExport:
     """Write `adapter_config.json` and `adapter_model.safetensors` for `model` (adapted by `plan`).
 
-    Writes nothing when `peft` cannot express the plan; the returned export says why.
+    `base_model` is written as `base_model_name_or_path` (default: the model's own path). Writes nothing
+    when `peft` cannot express the plan; the returned export says why.
     """
     from peft import get_peft_config
     from safetensors.torch import save_file
 
-    export = to_peft_config(plan, model, arch=arch)
+    export = to_peft_config(plan, model, arch=arch, base_model=base_model)
     if export.config is None:
         return export
+    # get_peft_model (for the key names) rewrites its config: the base path, the heads added again
+    tensors = _adapter_tensors(model, get_peft_config(dict(export.config)))
     peft_config = get_peft_config(dict(export.config))
-    tensors = _adapter_tensors(model, peft_config)
+    if peft_config.base_model_name_or_path is None:
+        peft_config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(out / "adapter_model.safetensors"),

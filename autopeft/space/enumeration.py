@@ -70,16 +70,18 @@ def local_configs(space: SearchSpace, refs: tuple[str, ...]) -> tuple[list[dict[
 
 
 def training_configs(space: SearchSpace, refs: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Assignments of the training parameters the plan reads (one empty assignment when none)."""
-    read = {name: p for name, p in space.training.items() if name in _needed(space.training, refs)}
+    """Assignments of the global (training and shared) parameters the plan reads (one empty assignment when none)."""
+    params = space.global_params
+    read = {name: p for name, p in params.items() if name in _needed(params, refs)}
     return [{k: v for k, v in c.items() if k in refs} for c in _enumerate(read, set(read), grid=True)]
 
 
 def training_defaults(space: SearchSpace, fixed: Mapping[str, Any]) -> dict[str, Any]:
-    """A valid value of every training parameter (the first choice or the low end), `fixed` kept."""
+    """A valid value of every global parameter (the first choice or the low end), `fixed` kept."""
     config: dict[str, Any] = {}
-    for name in dependency_order(space.training):
-        param = space.training[name]
+    params = space.global_params
+    for name in dependency_order(params):
+        param = params[name]
         if param.active(config):
             config[name] = fixed[name] if name in fixed else _domain(param, grid=True)[0]
     return config

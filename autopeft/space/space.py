@@ -1,7 +1,8 @@
 """`SearchSpace`: global and per-layer parameters, and the plan template they fill.
 
-A configuration is a flat mapping of parameter names to values: global (training) parameters by
-name (`learning_rate`), per-layer ones as `layer_<i>.<name>` for each searched layer. `compile`
+A configuration is a flat mapping of parameter names to values: global parameters (training settings,
+and `shared` ones the plan reads in every layer) by name (`learning_rate`), per-layer ones as
+`layer_<i>.<name>` for each searched layer. `compile`
 turns a configuration into a `TrialConfig` (a PEFT plan plus training settings) that the trial job
 runs; the plan template says, per layer, which methods apply and where their sizes come from
 (`$name` refers to a parameter), each entry under an optional `when`.
@@ -16,10 +17,11 @@ runs; the plan template says, per layer, which methods apply and where their siz
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,24 +55,36 @@ class PlanEntry(BaseModel):
 
 
 class Constraint(BaseModel):
-    """A named limit a configuration must respect (checked on its exact trainable count)."""
+    """A named rule every configuration must respect: a limit on its exact trainable count, or that
+    Hugging Face `peft` can express its plan (`peft_expressible: true`, so every trial can be exported)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = None
     max_trainable_share: float | None = Field(default=None, gt=0, le=1)
     max_trainable_params: int | None = Field(default=None, gt=0)
+    peft_expressible: Literal[True] | None = Field(
+        default=None, description="Only plans that one Hugging Face peft adapter can hold.")
 
     @model_validator(mode="after")
-    def _one_limit(self) -> Constraint:
-        if (self.max_trainable_share is None) == (self.max_trainable_params is None):
-            raise ValueError("give exactly one of: max_trainable_share, max_trainable_params")
+    def _one_rule(self) -> Constraint:
+        given = [self.max_trainable_share, self.max_trainable_params, self.peft_expressible]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError("give exactly one of: max_trainable_share, max_trainable_params, peft_expressible")
         return self
 
+    @property
+    def limits_count(self) -> bool:
+        """Whether this is a limit on the trainable count (else a rule on the plan)."""
+        return self.peft_expressible is None
+
     def allows(self, trainable_params: int, trainable_share: float) -> bool:
+        """Whether a configuration of this count passes (a rule on the plan passes every count)."""
         if self.max_trainable_share is not None:
             return trainable_share <= self.max_trainable_share
-        return trainable_params <= (self.max_trainable_params or 0)
+        if self.max_trainable_params is not None:
+            return trainable_params <= self.max_trainable_params
+        return True
 
 
 class SearchSpace(BaseModel):
@@ -81,6 +95,9 @@ class SearchSpace(BaseModel):
     name: str
     description: str = ""
     training: dict[str, Param] = Field(default_factory=dict, description=f"Any of: {', '.join(TRAINING_KEYS)}.")
+    shared: dict[str, Param] = Field(default_factory=dict, description=(
+        "Parameters drawn once for the whole model that the plan template reads in every layer (e.g. LoRA "
+        "or DoRA everywhere, as one peft adapter must be)."))
     layers: dict[str, Param] = Field(default_factory=dict, description="Per-layer parameters.")
     searched_layers: str | int = Field(default="all", description="Layers that get the per-layer parameters.")
     plan: tuple[PlanEntry, ...] = Field(min_length=1, description="Plan template applied to each searched layer.")
@@ -91,10 +108,11 @@ class SearchSpace(BaseModel):
         unknown = sorted(set(self.training) - set(TRAINING_KEYS))
         if unknown:
             raise ValueError(f"training.{unknown[0]} cannot be searched; accepted: {', '.join(TRAINING_KEYS)}")
-        clash = sorted(set(self.training) & set(self.layers))
-        if clash:
-            raise ValueError(f"{clash[0]!r} is both a training and a per-layer parameter")
-        for group, params in (("training", self.training), ("layers", self.layers)):
+        for (group_a, a), (group_b, b) in itertools.combinations(self._groups(), 2):
+            clash = sorted(set(a) & set(b))
+            if clash:
+                raise ValueError(f"{clash[0]!r} is both a {group_a} and a {group_b} parameter")
+        for group, params in self._groups():
             for name, param in params.items():
                 for cond in param.when:
                     if cond.param not in params:
@@ -103,12 +121,30 @@ class SearchSpace(BaseModel):
                 dependency_order(params)
             except ValueError as err:
                 raise ValueError(f"{group}.{err}") from None
-        known = set(self.training) | set(self.layers)
+        known = set(self.global_params) | set(self.layers)
         for i, entry in enumerate(self.plan):
             missing = sorted(entry.references() - known)
             if missing:
                 raise ValueError(f"plan.{i}: ${missing[0]} is not a parameter; known: {', '.join(sorted(known))}")
         return self
+
+    def _groups(self) -> tuple[tuple[str, dict[str, Param]], ...]:
+        return ("training", self.training), ("shared", self.shared), ("layers", self.layers)
+
+    @property
+    def global_params(self) -> dict[str, Param]:
+        """The parameters drawn once per configuration (training settings and shared ones), by name."""
+        return {**self.training, **self.shared}
+
+    @property
+    def count_limits(self) -> tuple[Constraint, ...]:
+        """The constraints that limit the trainable count (what the parameter bounds take into account)."""
+        return tuple(c for c in self.constraints if c.limits_count)
+
+    @property
+    def needs_peft(self) -> bool:
+        """Whether every configuration must be one that Hugging Face `peft` can express."""
+        return any(c.peft_expressible for c in self.constraints)
 
     # -- expansion ----------------------------------------------------------------------------------
     def layer_indices(self, num_layers: int) -> list[int]:
@@ -123,6 +159,7 @@ class SearchSpace(BaseModel):
         or from the store (PostgreSQL's jsonb reorders keys).
         """
         dims = {name: self.training[name] for name in dependency_order(self.training)}
+        dims.update({name: self.shared[name] for name in dependency_order(self.shared)})
         local = dependency_order(self.layers)
         for i in self.layer_indices(num_layers):
             for name in local:
@@ -133,7 +170,7 @@ class SearchSpace(BaseModel):
 
     def as_written(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``config`` with its keys in the order the space lists its parameters, for display only."""
-        order = {name: i for i, name in enumerate([*self.training, *self.layers])}
+        order = {name: i for i, name in enumerate([*self.training, *self.shared, *self.layers])}
 
         def key(name: str) -> tuple[int, int]:
             layer, _, local = name.partition(".")
@@ -165,14 +202,15 @@ class SearchSpace(BaseModel):
         if unknown:
             raise ConfigError("is not a parameter of this space", source=source, field=unknown[0])
         training = {k: config[k] for k in self.training if k in config}
+        shared = {k: config[k] for k in self.global_params if k in config}
         plan: dict[str, list[dict[str, Any]]] = {}
         for i in self.layer_indices(num_layers):
             local = {name: config[f"layer_{i}.{name}"] for name in self.layers if f"layer_{i}.{name}" in config}
             try:
-                methods = self.layer_methods({**training, **local})
+                methods = self.layer_methods({**shared, **local})
             except KeyError as err:  # a plan entry reads a parameter that does not exist in this configuration
                 ref = str(err.args[0])
-                field = ref if ref in self.training else f"layer_{i}.{ref}"
+                field = ref if ref in self.global_params else f"layer_{i}.{ref}"
                 raise ConfigError("missing from the configuration, and a plan entry reads it (give that entry a "
                                   "`when`)", source=source, field=field) from None
             if methods:
@@ -184,7 +222,7 @@ class SearchSpace(BaseModel):
     def layer_methods(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One layer's methods: the plan entries whose `when` holds, `$refs` filled from ``values``.
 
-        ``values`` maps parameter names (training and this layer's, unprefixed) to values; a `$ref`
+        ``values`` maps parameter names (global and this layer's, unprefixed) to values; a `$ref`
         missing from it raises `KeyError` with the parameter's name.
         """
         methods = []

@@ -80,7 +80,7 @@ class ParamCounter:
                                         field="searched_layers")
         self.searched_layers: tuple[int, ...] = tuple(searched)
         self._layers = tuple(
-            _Layer(i, groups[i], tuple(r if r in space.training else f"layer_{i}.{r}" for r in self._refs))
+            _Layer(i, groups[i], tuple(r if r in space.global_params else f"layer_{i}.{r}" for r in self._refs))
             for i in searched
         )
         self._cache: dict[tuple[Any, ...], int] = {}
@@ -117,8 +117,16 @@ class ParamCounter:
         return self.count(config) / self.base_params
 
     def feasible(self, config: Mapping[str, Any]) -> bool:
-        """Whether every constraint of the space allows this configuration's exact count."""
-        return self.allows(self.count(config))
+        """Whether every constraint of the space allows this configuration: its exact count, and its plan
+        where the space asks for plans `peft` can express."""
+        return self.allows(self.count(config)) and (not self.space.needs_peft or not self.peft_reasons(config))
+
+    def peft_reasons(self, config: Mapping[str, Any]) -> list[str]:
+        """Why Hugging Face `peft` cannot express this configuration's plan on the model; empty when it can."""
+        from autopeft.peft.expressible import peft_reasons
+
+        plan = PeftPlan.from_selectors(self.space.compile(config, self.num_layers).plan, self.num_layers)
+        return peft_reasons(plan, self._arch)
 
     def allows(self, trainable_params: int) -> bool:
         """Whether every constraint of the space allows a configuration of this count."""
@@ -163,10 +171,10 @@ class ParamCounter:
 
     def max_allowed(self) -> int | None:
         """The largest total every constraint allows; None without constraints."""
-        if not self.space.constraints:
+        if not self.space.count_limits:
             return None
         limits = []
-        for c in self.space.constraints:
+        for c in self.space.count_limits:
             if c.max_trainable_params is not None:
                 limits.append(c.max_trainable_params)
             else:
@@ -205,16 +213,16 @@ class ParamCounter:
 
     def _specs(self, index: int, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """Layer `index`'s method specs, filled from the plan template as `SearchSpace.compile` does."""
-        params = {**self.space.training, **self.space.layers}
+        params = {**self.space.global_params, **self.space.layers}
         for ref, value in values.items():
             if not params[ref].contains(value):
-                field = ref if ref in self.space.training else f"layer_{index}.{ref}"
+                field = ref if ref in self.space.global_params else f"layer_{index}.{ref}"
                 raise ConfigError(f"{value!r} is not {params[ref].describe()}", source=self.source, field=field)
         try:
             methods = self.space.layer_methods(values)
         except KeyError as err:
             ref = str(err.args[0])
-            field = ref if ref in self.space.training else f"layer_{index}.{ref}"
+            field = ref if ref in self.space.global_params else f"layer_{index}.{ref}"
             raise ConfigError("missing from the configuration, and a plan entry reads it (give that entry a `when`)",
                               source=self.source, field=field) from None
         if not methods:
@@ -346,7 +354,7 @@ def _plan_refs(space: SearchSpace) -> tuple[str, ...]:
     refs: set[str] = set()
     for entry in space.plan:
         refs |= entry.references()
-    order = [*space.training, *space.layers]
+    order = [*space.global_params, *space.layers]
     return tuple(name for name in order if name in refs)
 
 

@@ -17,8 +17,8 @@ from tests.conftest import tiny_bert
 SPACES = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
 
 
-def test_the_four_shipped_spaces_exist() -> None:
-    assert {p.stem for p in SPACES} >= {"autopeft", "lora", "mixed", "quickstart"}
+def test_the_shipped_spaces_exist() -> None:
+    assert {p.stem for p in SPACES} >= {"autopeft", "lora", "lora_peft", "mixed", "quickstart"}
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
@@ -131,3 +131,44 @@ def test_expanding_and_sampling_a_space_imports_no_torch() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_shared_parameters_are_drawn_once_and_read_by_every_layer() -> None:
+    space = load_space(next(p for p in SPACES if p.stem == "lora_peft"))
+    dims = space.dimensions(6)
+    assert list(dims)[:3] == ["learning_rate", "lr_schedule", "variant"] and "layer_0.variant" not in dims
+    rng = random.Random(0)
+    variants = set()
+    for _ in range(50):
+        config = space.sample(6, rng)
+        plan = space.compile(config, 6).plan
+        assert sorted(plan) == [str(i) for i in range(6)]  # every layer adapted: peft needs one adapted layer
+        assert {m["method"] for methods in plan.values() for m in methods} == {config["variant"]}
+        variants.add(config["variant"])
+    assert variants == {"lora", "dora"}
+    assert space.compile(config, 6).model_dump(exclude_none=True).keys() == {"plan", "learning_rate", "lr_schedule"}
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"shared": {"rank": {"choices": [2]}}}, "'rank' is both a shared and a layers parameter"),
+    ({"shared": {"variant": {"choices": ["lora"], "when": {"method": ["lora"]}}}},
+     "shared.variant.when: 'method' is not a shared parameter"),
+])
+def test_bad_shared_parameters(patch: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _space(**patch)
+
+
+def test_the_peft_constraint_is_a_rule_on_the_plan_not_a_count_limit() -> None:
+    space = load_space(next(p for p in SPACES if p.stem == "lora_peft"))
+    share, peft = space.constraints
+    assert space.needs_peft and not load_space(next(p for p in SPACES if p.stem == "lora")).needs_peft
+    assert space.count_limits == (share,) and share.limits_count and not peft.limits_count
+    assert peft.allows(10**9, 1.0)
+
+
+@pytest.mark.parametrize("rule", [{"peft_expressible": False}, {"peft_expressible": True, "max_trainable_share": 0.1},
+                                  {"name": "nothing"}])
+def test_a_constraint_states_exactly_one_rule(rule: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"constraints\.0"):
+        _space(constraints=[rule])
