@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from autopeft.dashboard.rows import share_pct, trial_columns, trial_rows
 from autopeft.dashboard.search_charts import (
     empty_figure,
     nice_ticks,
@@ -52,13 +53,19 @@ def _label(name: str) -> str:
     return _LABELS.get(name, name)
 
 
+def _array(values: Iterable[float | int | None]) -> np.ndarray:
+    """Floats for plotly, None as NaN (a gap in a line). Plotly checks a Python list element by element
+    (seconds for the 40,000 results of a large study) and takes a NumPy array as it is."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _texts(values: Iterable[str]) -> np.ndarray:
+    """Hover texts as one array, for the same reason as `_array`."""
+    return np.array(list(values), dtype=object)
+
+
 def _scatter(n: int, **kwargs: Any) -> go.Scatter | go.Scattergl:
     return go.Scattergl(**kwargs) if n > _GL_ABOVE else go.Scatter(**kwargs)
-
-
-def _share(values: Mapping[str, float], base_params: float) -> float | None:
-    params = values.get(TRAINABLE_PARAMS)
-    return 100.0 * float(params) / base_params if params is not None and base_params > 0 else None
 
 
 def _hover(number: int, values: Mapping[str, float], view: StudyView, plan: Mapping[str, Any] | None,
@@ -69,7 +76,7 @@ def _hover(number: int, values: Mapping[str, float], view: StudyView, plan: Mapp
         if value is not None:
             lines.append(f"{_label(objective.name)}: {value:,.0f}" if objective.name == TRAINABLE_PARAMS
                          else f"{_label(objective.name)}: {value:.4g}")
-    share = _share(values, view.base_params)
+    share = share_pct(values, view.base_params)
     if share is not None:
         lines.append(f"share of the model: {share:.3f}%")
     lines.append(plan_text(plan_of(plan)))
@@ -128,22 +135,25 @@ def front_figure(view: StudyView, *, log_x: bool = False, show_pruned: bool = Fa
                                  "mode": "lines+markers" if step else "markers",
                                  "line": {"shape": "hv", "color": _FRONT_COLOUR}}),
     ):
-        fig.add_trace(_scatter(len(entries), name=name, x=[e.objectives[x] for e in entries],
-                               y=[e.objectives[y] for e in entries], customdata=[e.number for e in entries],
-                               hovertext=[_hover(e.number, e.objectives, view, e.plan) for e in entries],
+        fig.add_trace(_scatter(len(entries), name=name, x=_array(e.objectives[x] for e in entries),
+                               y=_array(e.objectives[y] for e in entries), customdata=_array(e.number for e in entries),
+                               hovertext=_texts(_hover(e.number, e.objectives, view, e.plan) for e in entries),
                                hovertemplate="%{hovertext}<extra></extra>", **style))
     for fidelity, group in itertools.groupby(sorted(stopped, key=lambda t: (t.fidelity, t.number)),
                                              key=lambda t: t.fidelity):
         trials = list(group)
         fig.add_trace(_scatter(len(trials), name=f"stopped early ({_label(y)} at fidelity {fidelity:,})",
                                mode="markers", marker={"symbol": "x", "color": _STOPPED_COLOUR, "opacity": 0.6},
-                               x=[t.objectives[x] for t in trials], y=[t.objectives[y] for t in trials],
-                               customdata=[t.number for t in trials],
-                               hovertext=[_hover(t.number, t.objectives, view, t.plan, t.fidelity) for t in trials],
+                               x=_array(t.objectives[x] for t in trials), y=_array(t.objectives[y] for t in trials),
+                               customdata=_array(t.number for t in trials),
+                               hovertext=_texts(_hover(t.number, t.objectives, view, t.plan, t.fidelity)
+                                                for t in trials),
                                hovertemplate="%{hovertext}<extra></extra>"))
+    # No clickmode or dragmode here: Streamlit sets them for its selections, and a figure that forces
+    # dragmode "select" loses single-click selection (Streamlit then sets clickmode "event"). A click opens
+    # one trial; the toolbar's box and lasso select several.
     fig.update_layout(xaxis={"title": {"text": _label(x)}, "type": "log" if log_x else "linear"},
-                      yaxis={"title": {"text": _label(y)}}, legend={"orientation": "h", "y": -0.2},
-                      clickmode="event+select", dragmode="select", margin={"t": 60})
+                      yaxis={"title": {"text": _label(y)}}, legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
     if x == TRAINABLE_PARAMS:
         xs = [e.objectives[x] for e in completed] + [t.objectives[x] for t in stopped]
         _share_axis(fig, xs, view.base_params, log_x)
@@ -198,9 +208,10 @@ def hypervolume_figure(view: StudyView, *, x: str = "budget") -> go.Figure:
         return empty_figure("no Pareto snapshot yet: the first comes with the first full-fidelity result")
     xs = [s.budget_used if x == "budget" else s.seconds for s in snapshots]
     fig = go.Figure(go.Scatter(
-        name=view.name, x=xs, y=[s.hypervolume for s in snapshots], mode="lines+markers", line={"shape": "hv"},
-        hovertext=[f"hypervolume {s.hypervolume:.6g}<br>{s.budget_used:.2f} trials of budget, {s.seconds:,.0f} s"
-                   f"<br>front: {', '.join(map(str, s.trial_numbers))}" for s in snapshots],
+        name=view.name, x=_array(xs), y=_array(s.hypervolume for s in snapshots), mode="lines+markers",
+        line={"shape": "hv"},
+        hovertext=_texts(f"hypervolume {s.hypervolume:.6g}<br>{s.budget_used:.2f} trials of budget, "
+                         f"{s.seconds:,.0f} s<br>front: {', '.join(map(str, s.trial_numbers))}" for s in snapshots),
         hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(xaxis={"title": {"text": "budget spent (full-fidelity trials)" if x == "budget"
                                        else "seconds since the first trial started"}},
@@ -247,7 +258,7 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
              "marker": {"symbol": "triangle-up", "size": 9, "color": colour}} if kind == "promoted" else
             {"mode": "lines+markers", "name": kind, "marker": {"size": 5, "color": colour},
              "line": {"color": colour}, "connectgaps": False})
-        fig.add_trace(_scatter(total, x=xs, y=ys, customdata=ns, **style,
+        fig.add_trace(_scatter(total, x=_array(xs), y=_array(ys), customdata=_array(ns), **style,
                                hovertemplate=f"trial %{{customdata}}<br>fidelity %{{x:,}}<br>score %{{y:.4g}}"
                                              f"<extra>{kind}</extra>"))
     scores = [r.objectives[SCORE] for r in results]
@@ -261,19 +272,13 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
     log = min(fidelities) > 0 and max(fidelities) >= 8 * min(fidelities)
     fig.update_layout(xaxis={"title": {"text": "fidelity"}, "type": "log" if log else "linear",
                              "tickvals": list(view.rungs) or None},
-                      yaxis={"title": {"text": "score"}}, clickmode="event+select")
+                      yaxis={"title": {"text": "score"}})
     return fig
 
 
 def trials_frame(view: StudyView) -> pd.DataFrame:
     """Every trial, one row: the trials table and its CSV download (objectives at the fidelity reached)."""
-    names = [o.name for o in view.definition.objectives]
-    columns = ["number", "status", "fidelity", *names, "share_pct", "plan", "worker", "error", "started", "finished"]
-    rows = [{"number": t.number, "status": t.status.value, "fidelity": t.fidelity,
-             **{n: t.objectives.get(n) for n in names}, "share_pct": _share(t.objectives, view.base_params),
-             "plan": plan_text(plan_of(t.plan)) if t.plan is not None else "", "worker": t.worker, "error": t.error,
-             "started": t.started_at, "finished": t.finished_at} for t in view.trials]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(trial_rows(view), columns=trial_columns(view))
 
 
 def _common_objectives(views: Sequence[StudyView]) -> tuple[Objective, ...]:
@@ -325,7 +330,8 @@ def compare_figures(views: Sequence[StudyView]) -> tuple[go.Figure, go.Figure, p
     for view in views:
         entries = sorted(_points(view, view.front.entries, TRAINABLE_PARAMS, SCORE),
                          key=lambda e: e.objectives[TRAINABLE_PARAMS])
-        xs = [(_share(e.objectives, view.base_params) if by_share else e.objectives[TRAINABLE_PARAMS]) for e in entries]
+        xs = [(share_pct(e.objectives, view.base_params) if by_share else e.objectives[TRAINABLE_PARAMS])
+              for e in entries]
         fronts.add_trace(go.Scatter(name=view.name, x=xs, y=[e.objectives[SCORE] for e in entries],
                                     mode="lines+markers", line={"shape": "hv"}, customdata=[e.number for e in entries],
                                     hovertext=[_hover(e.number, e.objectives, view, e.plan) for e in entries],
@@ -340,7 +346,7 @@ def compare_figures(views: Sequence[StudyView]) -> tuple[go.Figure, go.Figure, p
                      "final hypervolume": history[-1][1] if history else None,
                      "best score": max(scores) if scores else None})
     fronts.update_layout(xaxis={"title": {"text": "share of the model (%)" if by_share else _label(TRAINABLE_PARAMS)}},
-                         yaxis={"title": {"text": "score"}}, clickmode="event+select")
+                         yaxis={"title": {"text": "score"}})
     volumes.update_layout(xaxis={"title": {"text": "budget spent (full-fidelity trials)"}},
                           yaxis={"title": {"text": "hypervolume" + ("" if same else " (common reference)")}})
     return fronts, volumes, pd.DataFrame(rows, columns=columns)

@@ -91,7 +91,12 @@ def empty_view() -> StudyView:
 
 
 def _customdata(trace: Any) -> list[int]:
-    return [int(c) for c in trace.customdata if c is not None]
+    return [int(c) for c in _plain(trace.customdata) if c is not None]
+
+
+def _plain(values: Any) -> list[Any]:
+    """A trace's values as a list, NaN (how the charts mark a gap in NumPy arrays) as None."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
 
 
 # -- the front ------------------------------------------------------------------------------------------
@@ -154,16 +159,17 @@ def test_learning_curves_one_segment_per_trial_coloured_by_status() -> None:
     for name in ("complete", "pruned", "paused", "failed", "running"):
         trace = traces[name]
         assert trace.line.color == trace.marker.color == charts.CURVE_COLOURS[name]
-        segments = [n for n, nxt in zip(trace.customdata, [*trace.customdata[1:], None], strict=True)
+        numbers = _plain(trace.customdata)
+        segments = [n for n, nxt in zip(numbers, [*numbers[1:], None], strict=True)
                     if n is not None and nxt is None]
         expected = sorted(t.number for t in view.trials if kind[t.status] == name and t.number in with_results)
         assert segments == expected  # one gap-separated segment per trial
-        points = [c for c in trace.customdata if c is not None]
+        points = [c for c in numbers if c is not None]
         assert points == [r.trial_number for r in view.results if r.trial_number in expected]
     promoted = traces["promoted from this rung"]
     reached = {t.number: t.fidelity for t in view.trials}
     expected_promotions = [(r.trial_number, r.fidelity) for r in view.results if r.fidelity < reached[r.trial_number]]
-    assert sorted(zip(promoted.customdata, promoted.x, strict=True)) == sorted(expected_promotions)
+    assert sorted(zip(_plain(promoted.customdata), promoted.x, strict=True)) == sorted(expected_promotions)
     rungs = traces["rungs"]
     assert {x for x in rungs.x if x is not None} == set(view.rungs)
 
@@ -284,6 +290,7 @@ def test_a_study_with_results_but_nothing_at_full_fidelity() -> None:
                         "front": compute_front(view.front.objectives, []), "snapshots": ()})
     assert charts.front_figure(view).layout.annotations
     stopped = charts.front_figure(view, show_pruned=True).data
-    assert [(t.name, _customdata(t)) for t in stopped if t.customdata] == [("stopped early (score at fidelity 1)", [1])]
+    shown = [(t.name, _customdata(t)) for t in stopped if t.customdata is not None and len(t.customdata)]
+    assert shown == [("stopped early (score at fidelity 1)", [1])]
     assert charts.learning_curves_figure(view).data
     assert charts.plan_grid_figure(view).layout.annotations

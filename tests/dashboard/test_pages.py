@@ -3,10 +3,13 @@ PostgreSQL): what each page plots or picks is what the CLI says, and bad input i
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
@@ -52,7 +55,17 @@ def one_error(at: AppTest) -> str:
 
 
 def charts(at: AppTest) -> list[dict[str, Any]]:
-    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+    return [_decoded(json.loads(element.proto.spec)) for element in at.get("plotly_chart")]
+
+
+def _decoded(spec: Any) -> Any:
+    """Plotly's JSON with its typed arrays (``{"dtype", "bdata"}``, how NumPy arrays travel) as plain lists."""
+    if isinstance(spec, dict) and "bdata" in spec and "dtype" in spec:
+        values = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=spec["dtype"]).tolist()
+        return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    if isinstance(spec, dict):
+        return {k: _decoded(v) for k, v in spec.items()}
+    return [_decoded(v) for v in spec] if isinstance(spec, list) else spec
 
 
 def front_trials(at: AppTest) -> list[int]:
