@@ -30,11 +30,26 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from autopeft.export.bundle import read_bundle
 from autopeft.train.metrics import compute_metric
 from autopeft.train.model import resolve_model_path
-from autopeft.train.recipe import TrainingSpec
+from autopeft.train.recipe import TrainingSpec, TrialRecipe
 from autopeft.train.tasks import EncodedSplit, encode, load_task
 
 #: autopeft's `constant` schedule keeps its warmup; transformers' `constant` has none.
 HF_SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+def task_title(recipe: TrialRecipe, task_name: str) -> str:
+    """The task's name for messages: the recipe's name for the user's own files (the loader only knows the
+    file's name there, often `train`), else the task's (`sst2`, `demo`, a Hugging Face dataset)."""
+    return recipe.name if recipe.task.name == "files" else task_name
+
+
+def portable(model: Any, exported: PeftConfig) -> None:
+    """Save with the exported config's base model (a Hub id or the user's folder, not the path the weights
+    were read from here) and each head once (peft appends its own head names on top of the listed ones)."""
+    config = model.peft_config["default"]
+    config.base_model_name_or_path = exported.base_model_name_or_path or config.base_model_name_or_path
+    if config.modules_to_save is not None:
+        config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
 
 
 def trainer_available() -> bool:
@@ -141,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     base = AutoModelForSequenceClassification.from_pretrained(
         model_path, num_labels=task.num_labels, dtype=getattr(torch, recipe.model.dtype),
         pad_token_id=tokenizer.pad_token_id)
-    model = get_peft_model(base, PeftConfig.from_pretrained(str(args.export_dir / "peft")))
+    exported = PeftConfig.from_pretrained(str(args.export_dir / "peft"))
+    config = PeftConfig.from_pretrained(str(args.export_dir / "peft"))
+    config.base_model_name_or_path = None  # the weights come from model_path (no "renamed" warning); see portable
+    model = get_peft_model(base, config)
     model.print_trainable_parameters()
     trainable, _ = model.get_nb_trainable_parameters()
 
@@ -155,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     score = evaluate(model, tokenizer, dev_rows, task.metric, settings.eval_batch_size)
 
+    portable(model, exported)
     model.save_pretrained(str(out))
-    metrics = {"task": task.name, "metric": task.metric, "dev_split": "dev" if task.dev else "validation",
+    title = task_title(recipe, task.name)
+    metrics = {"task": title, "metric": task.metric, "dev_split": "dev" if task.dev else "validation",
                "dev_score": score, "trainable_params": trainable, "steps": steps, "train_seconds": round(seconds, 3)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    print(f"{task.name}: dev {task.metric} {score:.4f} after {steps} steps ({seconds:.1f}s); adapter -> {out}")
+    print(f"{title}: dev {task.metric} {score:.4f} after {steps} steps ({seconds:.1f}s); adapter -> {out}")
     return 0
 
 

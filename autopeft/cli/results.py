@@ -123,6 +123,8 @@ def export(
         "--max-params-pct", help="Best score with trainable share <= this % of the model.")] = None,
     min_score: Annotated[float | None, typer.Option(
         "--min-score", help="Fewest trainable parameters with score >= this.")] = None,
+    peft_only: Annotated[bool, typer.Option(
+        "--peft-only", help="Only trials Hugging Face peft can load (with the rules above: among them).")] = False,
 ) -> None:
     """Write a trial's configuration (default: the best score) as autopeft.yaml, and in peft format."""
     from autopeft.errors import ConfigError
@@ -133,9 +135,8 @@ def export(
                                       ("--min-score", min_score)) if value is not None]
     if len(given) > 1:
         raise ConfigError(f"give at most one of --trial, --max-params-pct, --min-score (got {', '.join(given)})")
-    report = export_trial(open_store(storage), name, out,
-                          Rule(trial=trial, max_params_pct=max_params_pct, min_score=min_score))
-    _print_export(report)
+    rule = Rule(trial=trial, max_params_pct=max_params_pct, min_score=min_score, peft_only=peft_only)
+    _print_export(export_trial(open_store(storage), name, out, rule))
 
 
 def _print_export(report: Any) -> None:

@@ -55,7 +55,7 @@ def train_bundle(bundle: Bundle, out_dir: str | Path, *, fidelity: int | None = 
 
     Raises `TrialFailedError` when training cannot finish (nothing is written then).
     """
-    from autopeft.export.peft_format import save_peft_adapter
+    from autopeft.export.peft_format import portable_base_model, save_peft_adapter
     from autopeft.export.unwrap import plain_layers
     from autopeft.peft.roles import role_map_from_dict
 
@@ -70,7 +70,8 @@ def train_bundle(bundle: Bundle, out_dir: str | Path, *, fidelity: int | None = 
     arch = role_map_from_dict(model_spec.role_map) if model_spec.role_map else None
     with staged_dir(out, owned=(METRICS_FILE, PEFT_DIR, OWN_ADAPTER_FILE), marker=METRICS_FILE) as tmp, \
             plain_layers(session.model, arch) as model:
-        export = save_peft_adapter(model, session.plan, tmp / PEFT_DIR, arch=arch)
+        export = save_peft_adapter(model, session.plan, tmp / PEFT_DIR, arch=arch,
+                                   base_model=portable_base_model(model_spec.name, bundle.recipe.base_dir))
         if export.expressible:
             adapter_format = "peft"
         else:

@@ -10,6 +10,7 @@ the base, so the file is whatever `PeftModel.from_pretrained` expects.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -254,9 +255,9 @@ def save_peft_adapter(
     export = to_peft_config(plan, model, arch=arch, base_model=base_model)
     if export.config is None:
         return export
-    # get_peft_model (for the key names) rewrites its config: the base path, the heads added again
-    tensors = _adapter_tensors(model, get_peft_config(dict(export.config)))
-    peft_config = get_peft_config(dict(export.config))
+    # get_peft_model (for the key names) rewrites its config in place: the base path, the heads added again
+    tensors = _adapter_tensors(model, get_peft_config(copy.deepcopy(export.config)))
+    peft_config = get_peft_config(copy.deepcopy(export.config))
     if peft_config.base_model_name_or_path is None:
         peft_config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
     out = Path(out_dir)

@@ -2,17 +2,20 @@
 
 The budget and floor rules search the front only: any completed trial meeting a budget is dominated by
 (or equal to) a front trial that meets it too and scores at least as well, so nothing better is missed.
-When no trial fits, the error says which one came closest, so the user knows what to ask for instead.
+With `peft_only` they search every full-fidelity trial that `peft` can load instead: the trial that
+dominates a loadable one may not be loadable itself. When no trial fits, the error says which one came
+closest, so the user knows what to ask for instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autopeft.engine.definition import SCORE, TRAINABLE_PARAMS
 from autopeft.engine.front import Front, FrontEntry
-from autopeft.errors import AutopeftError
+from autopeft.errors import AutopeftError, ConfigError
 from autopeft.store import TrialRecord, TrialStatus
 
 
@@ -27,12 +30,21 @@ class Rule:
     trial: int | None = None
     max_params_pct: float | None = None  # trainable share, in percent of the base model
     min_score: float | None = None
+    peft_only: bool = False  # only trials whose plan Hugging Face `peft` can load (combines with the others)
 
     def __post_init__(self) -> None:
         given = [n for n, v in (("trial", self.trial), ("max_params_pct", self.max_params_pct),
                                 ("min_score", self.min_score)) if v is not None]
         if len(given) > 1:
             raise SelectionError(f"give at most one of trial, max_params_pct, min_score (got {', '.join(given)})")
+        if self.max_params_pct is not None and not 0 < self.max_params_pct <= 100:  # NaN fails too
+            raise ConfigError(f"must be in (0, 100], got {self.max_params_pct:g}", field="max_params_pct")
+        if self.min_score is not None and not math.isfinite(self.min_score):
+            raise ConfigError(f"must be a finite number, got {self.min_score:g}", field="min_score")
+
+
+#: Why `peft` cannot load a trial's plan (empty when it can): what `Rule.peft_only` filters on.
+PeftCheck = Callable[[FrontEntry], Sequence[str]]
 
 
 def score(entry: FrontEntry) -> float:
@@ -63,32 +75,55 @@ def _describe(entry: FrontEntry, front: Front) -> str:
     return f"trial {entry.number} (score {score(entry):.4g}, {trainable_params(entry):,.0f} params{share})"
 
 
-def select(front: Front, rule: Rule, *, study: str = "the study", trials: Sequence[TrialRecord] = ()) -> FrontEntry:
+def select(front: Front, rule: Rule, *, study: str = "the study", trials: Sequence[TrialRecord] = (),
+           peft_check: PeftCheck | None = None) -> FrontEntry:
     """The entry `rule` picks; `SelectionError` naming the closest trial when none fits.
 
     `trials` (the study's trial rows) only improve the message for `rule.trial` naming a trial that
-    has no full-fidelity result.
+    has no full-fidelity result. `peft_check` is required with `rule.peft_only`.
     """
+    if rule.peft_only and peft_check is None:
+        raise ValueError("rule.peft_only needs a peft_check")
     if rule.trial is not None:
-        return _by_number(front, rule.trial, study, trials)
+        entry = _by_number(front, rule.trial, study, trials)
+        reasons = list(peft_check(entry)) if rule.peft_only and peft_check else []
+        if reasons:
+            raise SelectionError(f"peft cannot load trial {entry.number} of {study}: {reasons[0]}")
+        return entry
     if not front.entries:
         raise SelectionError(f"{study} has no trial completed at full fidelity yet")
+    entries = _loadable(front, study, peft_check) if rule.peft_only and peft_check else list(front.entries)
+    which = "that peft can load " if rule.peft_only else ""
     if rule.max_params_pct is not None:
         limit = rule.max_params_pct
-        fits = [e for e in front.entries if (share_pct(e, front) or float("inf")) <= limit]
+        fits = [e for e in entries if (share_pct(e, front) or float("inf")) <= limit]
         if not fits:
-            smallest = min(front.entries, key=lambda e: (trainable_params(e), -score(e)))
-            raise SelectionError(f"no trial of {study} has a trainable share <= {limit:g}%; the smallest is "
+            smallest = min(entries, key=lambda e: (trainable_params(e), -score(e)))
+            raise SelectionError(f"no trial of {study} {which}has a trainable share <= {limit:g}%; the smallest is "
                                  f"{_describe(smallest, front)}")
         return min(fits, key=lambda e: (-score(e), trainable_params(e), e.number))
     if rule.min_score is not None:
         floor = rule.min_score
-        fits = [e for e in front.entries if score(e) >= floor]
+        fits = [e for e in entries if score(e) >= floor]
         if not fits:
-            best = min(front.entries, key=lambda e: (-score(e), trainable_params(e)))
-            raise SelectionError(f"no trial of {study} scores >= {floor:g}; the best is {_describe(best, front)}")
+            best = min(entries, key=lambda e: (-score(e), trainable_params(e)))
+            raise SelectionError(f"no trial of {study} {which}scores >= {floor:g}; the best is "
+                                 f"{_describe(best, front)}")
         return min(fits, key=lambda e: (trainable_params(e), -score(e), e.number))
-    return min(front.entries, key=lambda e: (-score(e), trainable_params(e), e.number))
+    return min(entries, key=lambda e: (-score(e), trainable_params(e), e.number))
+
+
+def _loadable(front: Front, study: str, peft_check: PeftCheck) -> list[FrontEntry]:
+    """Every full-fidelity trial `peft` can load; `SelectionError` with the best trial's reason when none."""
+    entries = sorted(front.completed, key=lambda e: (-score(e), trainable_params(e), e.number))
+    why: dict[int, Sequence[str]] = {e.number: peft_check(e) for e in entries}
+    loadable = [e for e in entries if not why[e.number]]
+    if not loadable:
+        best = entries[0]
+        raise SelectionError(f"peft can load none of the {len(entries)} trials of {study} completed at full "
+                             f"fidelity (the best, trial {best.number}: {why[best.number][0]}); search a space "
+                             "with the peft_expressible constraint, such as search_spaces/lora_peft.yaml")
+    return loadable
 
 
 def _by_number(front: Front, number: int, study: str, trials: Sequence[TrialRecord]) -> FrontEntry:

@@ -19,7 +19,7 @@ from autopeft.engine.front import FrontEntry, study_front
 from autopeft.engine.paths import runs_dir_for, trial_dir_for
 from autopeft.errors import AutopeftError
 from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, write_bundle
-from autopeft.export.select import Rule, select, share_pct
+from autopeft.export.select import PeftCheck, Rule, select, share_pct
 from autopeft.export.staging import staged_dir
 from autopeft.store import display_url
 
@@ -82,7 +82,9 @@ def chosen_bundle(store: Store, study: str, rule: Rule | None = None) -> tuple[F
     record = store.get_study(study)  # NotFoundError lists the studies
     definition = StudyDefinition.from_record(record)
     front = study_front(store, study)
-    entry = select(front, rule or Rule(), study=f"study {study!r}", trials=store.trials(study))
+    rule = rule or Rule()
+    check = peft_check_for(definition.trial_recipe()) if rule.peft_only else None
+    entry = select(front, rule, study=f"study {study!r}", trials=store.trials(study), peft_check=check)
     config_spec = dict(entry.plan or {})
     if "plan" not in config_spec:
         raise AutopeftError(f"trial {entry.number} of study {study!r} has no compiled plan in the store")
@@ -157,28 +159,58 @@ def peft_config_for(recipe: TrialRecipe, config: TrialConfig, notes: list[str] |
 
     None (with the reason appended to `notes`) when the model's config cannot be read offline.
     """
+    try:
+        model = _meta_model(recipe)
+    except OSError as err:
+        if notes is not None:
+            notes.append(f"no peft config: {err}")
+        return None
+    return _peft_export(recipe, model, config.plan)
+
+
+def peft_check_for(recipe: TrialRecipe) -> PeftCheck:
+    """Why `peft` cannot load a trial's plan on the recipe's model (empty when it can), for `Rule.peft_only`;
+    the model is built once, on the `meta` device."""
+    try:
+        model = _meta_model(recipe)
+    except OSError as err:
+        raise AutopeftError(f"cannot tell which trials peft can load: {err}") from None
+
+    def check(entry: FrontEntry) -> list[str]:
+        plan = dict(entry.plan or {}).get("plan")
+        if plan is None:
+            return ["no compiled plan in the store"]
+        return _peft_export(recipe, model, plan).unsupported
+
+    return check
+
+
+def _meta_model(recipe: TrialRecipe) -> Any:
+    """The recipe's model on the `meta` device, from its config file alone; OSError saying why not."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from autopeft.export.peft_format import to_peft_config
-    from autopeft.peft import PeftPlan
-    from autopeft.peft.inject import model_layers
-    from autopeft.peft.roles import architecture_for
     from autopeft.train.model import resolve_model_path
 
     path = resolve_model_path(recipe.model.name, recipe.base_dir)
     try:
         model_config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
-        if notes is not None:
-            notes.append(f"no peft config: cannot read the config of model {recipe.model.name!r} "
-                         f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
-        return None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"cannot read the config of model {recipe.model.name!r} ({first})") from None
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(model_config)
+        return AutoModelForSequenceClassification.from_config(model_config)
+
+
+def _peft_export(recipe: TrialRecipe, model: Any, plan_spec: Any) -> PeftExport:
+    from autopeft.export.peft_format import portable_base_model, to_peft_config
+    from autopeft.peft import PeftPlan
+    from autopeft.peft.inject import model_layers
+    from autopeft.peft.roles import architecture_for
+
     arch = architecture_for(model, _role_map(recipe))
-    plan = PeftPlan.from_selectors(config.plan, len(model_layers(model, arch)), source="config")
-    return to_peft_config(plan, model, arch=arch)
+    plan = PeftPlan.from_selectors(plan_spec, len(model_layers(model, arch)), source="config")
+    return to_peft_config(plan, model, arch=arch, base_model=portable_base_model(recipe.model.name, recipe.base_dir))
 
 
 def _write_peft_config(config: dict[str, Any], folder: Path) -> None:
@@ -192,7 +224,7 @@ def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Pat
                         notes: list[str]) -> bool:
     """The trial's trained adapter in `peft` format, when its saved state reached full fidelity."""
     from autopeft.errors import ConfigError
-    from autopeft.export.peft_format import save_peft_adapter
+    from autopeft.export.peft_format import portable_base_model, save_peft_adapter
     from autopeft.export.unwrap import plain_layers
     from autopeft.train.session import TrainingSession
     from autopeft.train.state import load_state
@@ -216,7 +248,8 @@ def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Pat
         notes.append(f"no weights: the state in {trial_dir} belongs to another configuration or recipe")
         return False
     with plain_layers(session.model, _role_map(recipe)) as model:
-        save_peft_adapter(model, session.plan, folder, arch=_role_map(recipe))
+        save_peft_adapter(model, session.plan, folder, arch=_role_map(recipe),
+                          base_model=portable_base_model(recipe.model.name, recipe.base_dir))
     return True
 
 

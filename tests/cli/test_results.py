@@ -160,6 +160,9 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flags", "expected"), [
     ([], 2), (["--max-params-pct", "1"], 1), (["--max-params-pct", "0.5"], 0), (["--min-score", "0.82"], 1),
     (["--min-score", "0.5"], 0), (["--trial", "3"], 3),
+    # trial 2 (the best) is a serial adapter, which peft cannot load
+    (["--peft-only"], 1), (["--peft-only", "--max-params-pct", "0.5"], 0), (["--peft-only", "--min-score", "0.5"], 0),
+    (["--peft-only", "--trial", "3"], 3),
 ])
 def test_export_selection(study: str, tmp_path: Path, flags: list[str], expected: int) -> None:
     out = tmp_path / "exp"
@@ -178,6 +181,9 @@ def test_export_selection(study: str, tmp_path: Path, flags: list[str], expected
     (["--trial", "5"], "trial 5 of study 'demo' is running"),
     (["--trial", "9"], "study 'demo' has no trial 9 (trials 0-5)"),
     (["--trial", "1", "--min-score", "0.5"], "at most one of --trial, --max-params-pct, --min-score"),
+    (["--peft-only", "--trial", "2"], "peft cannot load trial 2 of study 'demo': layer 2: serial_adapter has no peft"),
+    (["--peft-only", "--min-score", "0.88"], "no trial of study 'demo' that peft can load scores >= 0.88; the best is "
+                                              "trial 1"),
 ])
 def test_export_errors_write_nothing(sqlite_study: str, tmp_path: Path, flags: list[str], message: str) -> None:
     out = tmp_path / "exp"
@@ -225,6 +231,9 @@ def test_export_writes_trained_weights_from_the_saved_state(sqlite_study: str, t
     result = runner.invoke(app, ["export", "demo", "--storage", sqlite_study, "--out", str(out), "--trial", "1"])
     assert result.exit_code == 0, result.output
     assert "adapter config and trained weights" in result.stdout
+    written = json.loads((out / "peft" / "adapter_config.json").read_text())
+    assert written["modules_to_save"] == ["classifier"]  # not peft's own additions on top
+    assert written["base_model_name_or_path"] == str(tiny_model_dir)  # the user's folder, as the recipe names it
     job.session.model.eval()
     batch = {"input_ids": torch.tensor([[101, 2023, 2003, 2204, 102]]), "attention_mask": torch.ones(1, 5).long()}
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
@@ -274,6 +283,8 @@ def test_train_lora_end_to_end_loads_in_peft(sqlite_study: str, tmp_path: Path, 
     assert f"dev {metrics['dev_score']:.4f}" in result.stdout
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     model = PeftModel.from_pretrained(base, trained / "peft")
+    written = json.loads((trained / "peft" / "adapter_config.json").read_text())
+    assert written["modules_to_save"] == ["classifier"] and written["base_model_name_or_path"] == str(tiny_model_dir)
     b_norms = [p.abs().sum().item() for n, p in model.named_parameters() if "lora_B" in n]
     assert len(b_norms) == 4 and all(v > 0 for v in b_norms)  # trained, not the zero init
 

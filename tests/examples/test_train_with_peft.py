@@ -62,6 +62,10 @@ def test_trains_the_export_with_peft(tmp_path: Path, tiny_model_dir: Path, monke
                            PeftConfig.from_pretrained(str(export / "peft")))
     assert metrics["trainable_params"] == fresh.get_nb_trainable_parameters()[0]
     assert metrics["trainable_params"] == 2 * 2 * (4 * 32 + 32 * 4) + (32 * 2 + 2)  # LoRA q,v in 2 layers + head
+    assert metrics["task"] == "demo"
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(tiny_model_dir)  # as exported, the user's folder
+    assert len(saved["modules_to_save"]) == len(set(saved["modules_to_save"]))
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     loaded = PeftModel.from_pretrained(base, str(out))
@@ -83,3 +87,12 @@ def test_a_plan_peft_cannot_express_exits_2(tmp_path: Path, tiny_model_dir: Path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "peft cannot express this plan" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_files_task_is_named_by_its_recipe_not_its_train_file(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from autopeft.train.recipe import TrialRecipe
+
+    recipe = TrialRecipe.model_validate({**tiny_recipe_dict(tiny_model_dir), "name": "reviews", "task": {
+        "name": "files", "train": "train.tsv", "text_columns": ["text"], "label_column": "label"}})
+    assert _script().task_title(recipe, "train") == "reviews"
+    assert _script().task_title(TrialRecipe.model_validate(tiny_recipe_dict(tiny_model_dir)), "demo") == "demo"

@@ -242,3 +242,31 @@ def test_layer_count_mismatch_and_unknown_model_type_raise() -> None:
         to_peft_config(plan, TINY_MODELS["bert"]())
     with pytest.raises(UnsupportedArchitectureError, match="no built-in role map"):
         to_peft_config(plan, "t5")
+
+
+def test_the_packaged_model_is_named_by_its_hub_id_and_a_users_model_as_given(tmp_path: Path) -> None:
+    """`base_model_name_or_path` must mean something on another machine: not a path inside this venv."""
+    from autopeft.export.bundle import Bundle
+    from autopeft.export.peft_format import PACKAGED_HUB_IDS, portable_base_model
+    from autopeft.export.study_export import peft_config_for
+    from autopeft.train.model import PACKAGED_MODELS
+    from autopeft.yamlio import read_yaml
+
+    assert set(PACKAGED_HUB_IDS) == set(PACKAGED_MODELS)
+    assert portable_base_model("minilm-l6") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert portable_base_model("bert-base-uncased") == "bert-base-uncased"
+    (tmp_path / "mine").mkdir()
+    assert portable_base_model("mine", tmp_path) == str(tmp_path / "mine")
+    demo = Path(__file__).resolve().parents[2] / "trials"
+    bundle = Bundle.build(read_yaml(demo / "demo.yaml"), demo, {"plan": {"0-1": [{"method": "lora", "r": 2}]}})
+    export = peft_config_for(bundle.recipe, bundle.config)
+    assert export is not None and export.config is not None
+    assert export.config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert export.config["modules_to_save"] == ["classifier"]
+
+
+def test_saving_weights_writes_each_head_once_and_the_base_given(tmp_path: Path) -> None:
+    ours, _, plan = build("bert", {"1": [{"method": "lora", "r": 2, "roles": QV}]})
+    save_peft_adapter(ours, plan, tmp_path / "a", base_model="org/model")
+    written = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert written["modules_to_save"] == ["classifier"] and written["base_model_name_or_path"] == "org/model"

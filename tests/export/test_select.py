@@ -80,3 +80,44 @@ def test_share_falls_back_to_the_reference_point(front: Front) -> None:
     bare = entry(5, 0.5, 50_000, share=False)
     assert share_pct(bare, front) == pytest.approx(5.0)
     assert share_pct(bare) is None
+
+
+def _peft_check(loadable: set[int]) -> Any:
+    return lambda e: [] if e.number in loadable else [f"trial {e.number}'s plan mixes LoRA and DoRA"]
+
+
+@pytest.mark.parametrize(("rule", "loadable", "expected"), [
+    (Rule(peft_only=True), {0, 1}, 1),
+    (Rule(peft_only=True), {3}, 3),  # off the front: what dominates it is not loadable
+    (Rule(peft_only=True, max_params_pct=0.5), {1, 3}, None),
+    (Rule(peft_only=True, max_params_pct=1), {0, 1, 3}, 1),
+    (Rule(peft_only=True, min_score=0.75), {1, 3}, 1),
+    (Rule(peft_only=True, trial=0), {0}, 0),
+])
+def test_peft_only_picks_among_the_trials_peft_can_load(front: Front, rule: Rule, loadable: set[int],
+                                                        expected: int | None) -> None:
+    if expected is None:
+        with pytest.raises(SelectionError, match=r"that peft can load has a trainable share <= 0\.5%; the smallest "
+                                                 r"is trial 1"):
+            select(front, rule, peft_check=_peft_check(loadable))
+    else:
+        assert select(front, rule, peft_check=_peft_check(loadable)).number == expected
+
+
+def test_peft_only_says_why_when_peft_can_load_none(front: Front) -> None:
+    with pytest.raises(SelectionError, match=r"peft can load none of the 4 trials of s completed at full fidelity "
+                                             r"\(the best, trial 2: trial 2's plan mixes LoRA and DoRA\); search a "
+                                             r"space with the peft_expressible constraint"):
+        select(front, Rule(peft_only=True), study="s", peft_check=_peft_check(set()))
+    with pytest.raises(SelectionError, match=r"peft cannot load trial 3 of s: trial 3's plan mixes"):
+        select(front, Rule(peft_only=True, trial=3), study="s", peft_check=_peft_check({0}))
+
+
+@pytest.mark.parametrize("rule", [{"max_params_pct": -5}, {"max_params_pct": 0}, {"max_params_pct": 101},
+                                  {"max_params_pct": float("nan")}, {"min_score": float("nan")},
+                                  {"min_score": float("inf")}])
+def test_limits_out_of_range_are_refused(rule: dict[str, float]) -> None:
+    from autopeft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(rule))):
+        Rule(**rule)  # type: ignore[arg-type]
