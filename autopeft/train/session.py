@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -157,26 +156,33 @@ class TrainingSession:
             return None  # this is the first loss: the reference
         return divergence(self.losses[0], self.smoothed_loss, self.training.divergence_factor, self.step + 1)
 
-    @torch.no_grad()
     def evaluate(self, split_name: str) -> dict[str, float]:
         """The task metric on a split (`validation` during search, `dev` for the final report)."""
         split = self.splits[split_name]
         if len(split) == 0:
             return {}
+        logits = self.logits(split_name)
+        predictions = logits[:, 0].tolist() if self.task.regression else logits.argmax(-1).tolist()
+        return compute_metric(self.task.metric, predictions, split.labels)
+
+    @torch.no_grad()
+    def logits(self, split_name: str) -> torch.Tensor:
+        """The model's outputs `(examples, num_labels)` on a split, in its order (float32, CPU); also what
+        `autopeft evaluate` and `predict` score a file with, so they match the final report exactly."""
+        split = self.splits[split_name]
         self.model.eval()
-        predictions: list[Any] = [None] * len(split)
+        rows: list[torch.Tensor | None] = [None] * len(split)
         for indices in batching.eval_batches(split.lengths, self.training.eval_batch_size):
             batch = self._to_device(batching.collate(split, indices, self.tokenizer.pad_token_id))
             batch.pop("labels", None)
             if self.frozen is not None:
                 self.frozen.before_batch([(split_name, i) for i in indices],
                                          [len(split.input_ids[i]) for i in indices])
-            logits = self.model(**batch).logits.float()
-            values = logits[:, 0].tolist() if self.task.regression else logits.argmax(-1).tolist()
-            for i, value in zip(indices, values, strict=True):
-                predictions[i] = value
+            logits = self.model(**batch).logits.float().cpu()
+            for i, row in zip(indices, logits, strict=True):
+                rows[i] = row
         self.model.train()
-        return compute_metric(self.task.metric, predictions, split.labels)
+        return torch.stack([r for r in rows if r is not None]) if rows else torch.empty(0, self.task.num_labels)
 
     def peak_memory_mb(self) -> float:
         return peak_memory_mb(self.device)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from autopeft.export.peft_format import to_peft_config
-from autopeft.peft import PeftPlan
+from autopeft.peft import PeftPlan, apply_plan
 from autopeft.search.history import History
 from autopeft.search.pareto import Direction, Objective
 from autopeft.search.samplers import make_sampler
@@ -82,3 +82,18 @@ def test_without_the_constraint_the_same_sampler_proposes_plans_peft_cannot_hold
     counter = _counter(_mixed(peft=False))
     sampler = make_sampler("random", counter.space.dimensions(LAYERS), OBJECTIVES, seed=1, feasible=counter.feasible)
     assert any(counter.peft_reasons(c) for c in sampler.propose(8, History()))
+
+
+def test_shared_parameters_count_exactly() -> None:
+    """The counter reads a shared parameter (`variant`) in every layer, as `compile` does."""
+    space = load_space(SPACES / "lora_peft.yaml")
+    counter = _counter(space)
+    rng = random.Random(1)
+    for _ in range(5):
+        config = space.sample(LAYERS, rng)
+        plan = PeftPlan.from_selectors(space.compile(config, LAYERS).plan, LAYERS)
+        with torch.device("meta"):
+            model = TINY_MODELS["bert"](num_labels=2, layers=LAYERS)
+        assert counter.count(config) == apply_plan(model, plan).trainable_params
+    low, high = counter.bounds()
+    assert low < high and counter.feasible(counter.bound_configs()[0])
