@@ -6,16 +6,17 @@ examples whatever `max_train_examples` is, so trials at every fidelity are score
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from autopeft.errors import DataError
-from autopeft.train.tasks.demo import load_demo
+from autopeft.errors import ConfigError, DataError
+from autopeft.train.tasks.demo import DEMO_FORMAT, load_demo
 from autopeft.train.tasks.files import load_files
-from autopeft.train.tasks.glue import GLUE_FORMATS, load_glue
+from autopeft.train.tasks.glue import GLUE_FORMATS, GlueFormat, load_glue
 from autopeft.train.tasks.hf import load_hf
-from autopeft.train.tasks.spec import TaskSpec
+from autopeft.train.tasks.spec import Column, TaskSpec
 from autopeft.train.tasks.types import Example, Splits, TaskData
 
 
@@ -65,6 +66,47 @@ def _default_metric(spec: TaskSpec) -> str:
     if spec.name in GLUE_FORMATS:
         return GLUE_FORMATS[spec.name].metric
     return "pearson_spearman" if spec.is_regression else "accuracy"
+
+
+@dataclass(frozen=True)
+class FileColumns:
+    """Where a task's data files hold the texts and the label: what reading another file of the task needs."""
+
+    text_columns: tuple[Column, ...]
+    label_column: Column
+    has_header: bool = True
+    names: tuple[str, ...] | None = None  # column names of a GLUE file without a header line (CoLA)
+
+
+def file_columns(spec: TaskSpec) -> FileColumns:
+    """The columns of the task's own files: the recipe's for `files` and `hf`, the GLUE format's otherwise."""
+    fmt = _file_format(spec)
+    if fmt is not None:
+        return FileColumns(fmt.text_columns, fmt.label_column, names=fmt.header)
+    if spec.text_columns is None or spec.label_column is None:
+        raise ConfigError(f"task {spec.name!r} needs text_columns and label_column", field="task")
+    return FileColumns(tuple(spec.text_columns), spec.label_column, has_header=spec.header)
+
+
+def _file_format(spec: TaskSpec) -> GlueFormat | None:
+    """The fixed file format of a GLUE task or the demo (None for `files` and `hf`: the recipe says)."""
+    return DEMO_FORMAT if spec.name == "demo" else GLUE_FORMATS.get(spec.name)
+
+
+def label_keys(spec: TaskSpec, task: TaskData) -> dict[str, int] | None:
+    """Label value -> class index, as the task's files spell labels (GLUE `0`/`1`, a `files` task's values)
+    and as its label names (`positive`); None for a regression task."""
+    if task.regression:
+        return None
+    fmt = _file_format(spec)
+    values = fmt.label_values if fmt is not None and fmt.label_values else (spec.labels or task.label_names)
+    keys = {value: i for i, value in enumerate(values)}
+    for i, name in enumerate(task.label_names):
+        keys.setdefault(name, i)
+    if spec.name == "hf":  # a ClassLabel column holds class indices
+        for i in range(len(task.label_names)):
+            keys.setdefault(str(i), i)
+    return keys
 
 
 def split_validation(

@@ -156,13 +156,16 @@ def _is_int(text: str) -> bool:
 
 
 def to_examples(
-    rows: Sequence[Row], source: Path | str, columns: Sequence[Column], labels: Sequence[str] | None
+    rows: Sequence[Row], source: Path | str, columns: Sequence[Column],
+    labels: Sequence[str] | Mapping[str, int] | None
 ) -> list[Example]:
     """Rows of `columns` = (text, [text_pair,] label) to examples.
 
-    `labels` maps label values to class indices by position; None means the label is a float score.
+    `labels` maps label values to class indices by position (or explicitly, several values to one index);
+    None means the label is a float score.
     """
-    index = {name: i for i, name in enumerate(labels)} if labels is not None else None
+    index = None if labels is None else dict(labels) if isinstance(labels, Mapping) else \
+        {name: i for i, name in enumerate(labels)}
     label_column, texts = columns[-1], columns[:-1]
     examples = []
     for line, values in rows:
