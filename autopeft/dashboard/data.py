@@ -21,12 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from autopeft.dashboard.views import AttemptPoint, ResultPoint, SnapshotPoint, StudySummaryRow, StudyView, TrialView
+from autopeft.engine.announce import study_rungs
 from autopeft.engine.definition import SCORE, TRAINABLE_PARAMS, StudyDefinition
 from autopeft.engine.front import FrontEntry, compute_front
 from autopeft.engine.loop import budget_spent
-from autopeft.engine.strategy import STRATEGIES
 from autopeft.errors import ConfigError
-from autopeft.search.rungs import rung_levels
 from autopeft.status import TrialStatus
 from autopeft.store import ResultRecord, Store, StoreError, StudyRecord, TrialRecord
 from autopeft.store.store import gc_paused
@@ -66,18 +65,25 @@ def study_version(store: Store, name: str) -> tuple[Any, ...]:
     return store.study_version(name)
 
 
-def load_study(store: Store, name: str) -> StudyView:
-    """Everything the study page draws, read in one transaction (`Store.read_study`).
+def load_study(store: Store, name: str, *, detail: bool = True) -> StudyView:
+    """Everything the study and trial pages draw, read in one transaction (`Store.read_study`).
 
     ``front`` is exactly `autopeft.engine.front.study_front` (what `autopeft pareto` prints), computed by
-    the same `compute_front` from the same full-fidelity results.
+    the same `compute_front` from the same full-fidelity results. Without ``detail`` (the study page) the
+    results below full fidelity come without their metrics and only running attempts are read: the page
+    shows neither, and they are most of a large study's bytes. ``view.detail`` says which it is.
     """
     with gc_paused():  # see there: a large study builds ~10^6 objects here
-        return _load_study(store, name)
+        return _load_study(store, name, detail)
 
 
-def _load_study(store: Store, name: str) -> StudyView:
-    contents = store.read_study(name)
+def _load_study(store: Store, name: str, detail: bool) -> StudyView:
+    if detail:
+        contents = store.read_study(name)
+    else:  # the maximum fidelity first: it is in the study's recipe, which never changes
+        definition = _definition(store.get_study(name))
+        top = _max_fidelity(definition, name) if definition is not None else None
+        contents = store.read_study(name, metrics_at=top if top is not None else -1, open_attempts_only=True)
     study = contents.study
     definition = _definition(study)
     if definition is None:
@@ -105,7 +111,8 @@ def _load_study(store: Store, name: str) -> StudyView:
                                     a.error, a.started_at, a.ended_at) for a in contents.attempts),
         front=front, rungs=_rungs(study.strategy, definition), base_params=_base_params(definition, contents.results),
         budget_total=_budget_total(definition), budget_used=budget_spent(contents.results, max_fidelity),
-        version=contents.version, driver=study.lease_holder, driver_heartbeat=study.lease_heartbeat)
+        version=contents.version, driver=study.lease_holder, driver_heartbeat=study.lease_heartbeat,
+        detail=detail)
 
 
 # -- pieces ------------------------------------------------------------------------------------------------
@@ -187,14 +194,11 @@ def _snapshots(study: StudyRecord, trials: Sequence[TrialRecord], results: Seque
 
 def _rungs(strategy: str, definition: StudyDefinition) -> tuple[int, ...]:
     """The Hyperband rungs the study's scheduler uses (`engine.strategy.make_scheduler`), else just the max."""
-    _, multi_fidelity = STRATEGIES.get(strategy, ("", False))
-    low, high = definition.min_fidelity, definition.max_fidelity
-    if multi_fidelity and low < high:
-        try:
-            return tuple(rung_levels(low, high, float(definition.options.get("eta", 3.0))))
-        except (ConfigError, TypeError, ValueError):
-            pass
-    return (high,)
+    try:
+        return study_rungs(strategy, definition.min_fidelity, definition.max_fidelity,
+                           float(definition.options.get("eta", 3.0)))
+    except (ConfigError, TypeError, ValueError):  # not an engine's strategy, or a stored eta it never accepted
+        return (definition.max_fidelity,)
 
 
 def _base_params(definition: StudyDefinition, results: Iterable[ResultRecord]) -> float:

@@ -78,10 +78,10 @@ def _version(url: str, name: str) -> Any:
 # A resource, not data: `cache_data` would unpickle a copy on every hit (2 s for 10,000 trials), and the
 # view is frozen, so every session can share the one object read at this version.
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _study(url: str, name: str, version: Any) -> StudyView:
+def _study(url: str, name: str, version: Any, detail: bool) -> StudyView:
     from autopeft.dashboard.data import load_study
 
-    return load_study(cached_store(url), name)
+    return load_study(cached_store(url), name, detail=detail)
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
@@ -97,20 +97,39 @@ def studies() -> list[StudySummaryRow]:
     return guarded(lambda: _studies(storage_url()))
 
 
-def study(name: str) -> StudyView:
-    """The study as the pages draw it, read again only when its version changed."""
+def study(name: str, *, detail: bool = False) -> StudyView:
+    """The study as the pages draw it, read again only when its version changed; ``detail`` for a trial
+    page (every result's metrics and every attempt, see `load_study`)."""
     store()
     url = storage_url()
     version = guarded(lambda: _version(url, name))
-    return guarded(lambda: _study(url, name, version))
+    return guarded(lambda: _study(url, name, version, detail))
 
 
-def known_study(name: str) -> StudyView:
+# Figures and tables are made once per version of a study too: the live refresh and every widget click
+# rerun the page, and a large study's figures take longer to make than its data takes to read. Streamlit
+# copies a figure before it sends it, so sharing one between sessions is safe; the view and the drawing
+# function are not hashed (underscore), the study's url, name and version stand for them.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _drawn(what: str, url: str, study: tuple[Any, ...], options: tuple[tuple[str, Any], ...],
+           _draw: Callable[..., Any], _view: StudyView) -> Any:
+    return _draw(_view, **dict(options))
+
+
+def drawn(draw: Callable[..., T], view: StudyView, **options: Any) -> T:
+    """``draw(view, **options)``, made once per version of the study and shared by every session."""
+    what = f"{draw.__module__}.{draw.__qualname__}"
+    key = (view.name, view.version, view.detail)
+    result: T = _drawn(what, storage_url(), key, tuple(sorted(options.items())), draw, view)
+    return result
+
+
+def known_study(name: str, *, detail: bool = False) -> StudyView:
     """`study(name)`, or one line naming the studies the store has."""
     names = [row.name for row in studies()]
     if name not in names:
         fail(f"no study {name!r} in {display_url(storage_url())}; studies: {', '.join(names) or 'none'}")
-    return study(name)
+    return study(name, detail=detail)
 
 
 def href(**params: Any) -> str:

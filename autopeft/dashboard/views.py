@@ -116,6 +116,7 @@ class StudyView:
     version: tuple[Any, ...] = field(default=())  # changes whenever the study changes: the cache key
     driver: str | None = None  # `host:pid` of the driver running the study (its lease), if any
     driver_heartbeat: datetime | None = None  # its last heartbeat (database clock, UTC)
+    detail: bool = True  # False: metrics only at full fidelity, attempts only running ones (the study page)
 
     @property
     def max_fidelity(self) -> int:

@@ -93,6 +93,22 @@ def test_the_study_page_reads_what_the_cli_prints(filled: str, name: str) -> Non
     reader.close()
 
 
+def test_the_study_pages_light_view_differs_only_in_what_it_leaves_out(filled: str) -> None:
+    """Without detail (the study page): the same trials, front, snapshots and budget; metrics only at full
+    fidelity, attempts only running ones (none in a finished study)."""
+    reader = open_read_only(filled)
+    full, light = load_study(reader, "hb"), load_study(reader, "hb", detail=False)
+    assert (full.detail, light.detail) == (True, False)
+    assert light.trials == full.trials and light.front == full.front and light.snapshots == full.snapshots
+    assert light.budget_used == full.budget_used and light.version == full.version
+    assert [(r.trial_number, r.fidelity, r.objectives) for r in light.results] == \
+        [(r.trial_number, r.fidelity, r.objectives) for r in full.results]
+    for a, b in zip(light.results, full.results, strict=True):
+        assert a.metrics == (b.metrics if a.fidelity == full.max_fidelity else {})
+    assert any(r.metrics for r in full.results if r.fidelity < full.max_fidelity)  # so the check above bites
+    assert full.attempts and light.attempts == ()
+
+
 def test_the_studies_page_reads_what_study_list_and_show_print(filled: str) -> None:
     reader = open_read_only(filled)
     rows = {row.name: row for row in list_studies(reader)}
