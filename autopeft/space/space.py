@@ -153,7 +153,7 @@ class SearchSpace(BaseModel):
     def dimensions(self, num_layers: int) -> dict[str, Param]:
         """Every parameter of the space for a model with `num_layers` layers, in a fixed order.
 
-        Training parameters, then each searched layer's; within each group every parameter comes after
+        Training parameters, then shared ones, then each searched layer's; within each group every parameter comes after
         the ones its `when` reads, ties by name (`dependency_order`). The order never depends on how the
         mappings were written, so sampling and encoding give the same result for a space read from YAML
         or from the store (PostgreSQL's jsonb reorders keys).

@@ -122,11 +122,16 @@ class ParamCounter:
         return self.allows(self.count(config)) and (not self.space.needs_peft or not self.peft_reasons(config))
 
     def peft_reasons(self, config: Mapping[str, Any]) -> list[str]:
-        """Why Hugging Face `peft` cannot express this configuration's plan on the model; empty when it can."""
+        """Why Hugging Face `peft` cannot express this configuration's plan on the model; empty when it can.
+
+        The plan is filled from the values the template reads, as `SearchSpace.compile` fills it, without
+        compile's checks of every value (twice as fast: the samplers ask this of hundreds of candidates).
+        """
         from autopeft.peft.expressible import peft_reasons
 
-        plan = PeftPlan.from_selectors(self.space.compile(config, self.num_layers).plan, self.num_layers)
-        return peft_reasons(plan, self._arch)
+        raw = {str(layer.index): methods for layer in self._layers
+               if (methods := self.space.layer_methods(self._values(layer, config)))}
+        return peft_reasons(PeftPlan.from_selectors(raw, self.num_layers), self._arch)
 
     def allows(self, trainable_params: int) -> bool:
         """Whether every constraint of the space allows a configuration of this count."""
@@ -192,9 +197,12 @@ class ParamCounter:
         self._get_bounds()
 
     # -- internals ----------------------------------------------------------------------------------
+    def _values(self, layer: _Layer, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The values the plan template reads in `layer`, by parameter name (unprefixed)."""
+        return {r: config[k] for r, k in zip(self._refs, layer.keys, strict=True) if k in config}
+
     def _count_layer(self, layer: _Layer, config: Mapping[str, Any], key: tuple[Any, ...]) -> int:
-        values = {r: config[k] for r, k in zip(self._refs, layer.keys, strict=True) if k in config}
-        n = self._count_values(layer.index, layer.group, values)
+        n = self._count_values(layer.index, layer.group, self._values(layer, config))
         if len(self._cache) >= MAX_CACHE:
             self._cache.clear()
         self._cache[key] = n
