@@ -192,6 +192,31 @@ def _cases(model_dir: Path) -> dict[str, Case]:
                                       "train.jsonl": '{"sentence": "a", "label": 0}\n{"sentence": \n'}),
         "data unknown file type": Case(RUN_FILES, ("train.txt", "unknown file type"),
                                        {"files.yaml": _recipe(model_dir, train="train.txt"), "train.txt": "x"}),
+        "data header-less by index without header: false": Case(
+            RUN_FILES, ("files.yaml", "task", "column 1 is an index", "header: false"),
+            {"files.yaml": _recipe(model_dir, train="train.tsv", text_columns=[1], label_column=0)}),
+        "data header-less short line": Case(
+            RUN_FILES, ("train.tsv:2", "column 1 is missing"),
+            {"files.yaml": _recipe(model_dir, train="train.tsv", text_columns=[1], label_column=0, header=False),
+             "train.tsv": "0\tbad awful\n1\n" + "1\tgood\n" * 10}),
+        "data header-less with names": Case(
+            RUN_FILES, ("files.yaml", "task", "0-based indices", "'sentence'"),
+            {"files.yaml": _recipe(model_dir, train="train.tsv", header=False)}),
+        "data header-less JSONL": Case(
+            RUN_FILES, ("files.yaml", "task", "header: false is for CSV/TSV"),
+            {"files.yaml": _recipe(model_dir, train="train.jsonl", text_columns=[1], label_column=0, header=False)}),
+        "recipe three text columns": Case(
+            RUN_FILES, ("files.yaml", "task.text_columns", "one text column, or two", "got 3"),
+            {"files.yaml": _recipe(model_dir, text_columns=["a", "b", "c"])}),
+        "recipe validation size a word": Case(
+            RUN_FILES, ("files.yaml", "task.validation_size", "valid integer or a valid number"),
+            {"files.yaml": _recipe(model_dir, validation_size="most")}),
+        "recipe model folder missing": Case(
+            RUN, ("recipe.yaml", "model.name", "no such folder", "models/nope"),
+            {"recipe.yaml": {**_recipe(model_dir), "model": {"name": "./models/nope"}}}),
+        "recipe model folder missing (trial run)": Case(
+            TRIAL, ("model.name", "no such folder", "nope"),
+            {"recipe.yaml": {**_recipe(model_dir), "model": {"name": "/no/such/folder/nope"}}}),
         "data missing with labels given": Case(RUN_FILES, ("train.csv", "file not found"),
                                                {"files.yaml": _recipe(model_dir, labels=[0, 1]), "train.csv": None}),
         # -- study run options -------------------------------------------------------------------------------
@@ -293,6 +318,12 @@ def _cases(model_dir: Path) -> dict[str, Case]:
         "train fidelity above max": Case(("train", "{bundle.yaml}", "--fidelity", "99", "--out", "{trained}"),
                                          ("fidelity", "99")),
         "train fidelity not a number": Case(("train", "{bundle.yaml}", "--fidelity", "all"), ("--fidelity",)),
+        "evaluate missing folder": Case(("evaluate", "{nope}", "--data", "{train.csv}"), ("nope", "no such folder")),
+        "evaluate not a trained folder": Case(("evaluate", "{.}", "--data", "{train.csv}"), ("no trained adapter",)),
+        "evaluate without --data": Case(("evaluate", "{.}"), ("Missing option", "--data")),
+        "predict without --out": Case(("predict", "{.}", "--data", "{train.csv}"), ("Missing option", "--out")),
+        "predict not a trained folder": Case(("predict", "{.}", "--data", "{train.csv}", "--out", "{p.csv}"),
+                                             ("no trained adapter",)),
         "pareto no store": Case(("pareto", "done", "--storage", "sqlite:///{none.db}"), ("no store at",)),
         "export no store": Case(("export", "done", "--out", "{out}", "--storage", "sqlite:///{none.db}"),
                                 ("no store at",)),
