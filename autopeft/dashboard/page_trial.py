@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from autopeft.dashboard import ui
+from autopeft.dashboard.rows import attempt_rows, result_rows
 from autopeft.dashboard.views import StudyView, TrialView
 from autopeft.errors import AutopeftError
 from autopeft.store import has_password
@@ -15,7 +16,7 @@ from autopeft.store.urls import display_url
 
 
 def render_trial(name: str, number_text: str | None) -> None:
-    view = ui.known_study(name)
+    view = ui.known_study(name, detail=True)
     try:
         number = int(str(number_text))
     except ValueError:
@@ -67,16 +68,7 @@ def _plan(view: StudyView, trial: TrialView) -> None:
 
 def _results(view: StudyView, trial: TrialView) -> None:
     st.subheader("Results per fidelity")
-    rows = []
-    for r in view.results:
-        if r.trial_number != trial.number:
-            continue
-        metrics = {k: v for k, v in r.metrics.items() if isinstance(v, int | float | str | bool) or v is None}
-        nested = r.metrics.get("metrics")
-        if isinstance(nested, dict):
-            metrics.update({f"metric {k}": v for k, v in nested.items()})
-        rows.append({"fidelity": r.fidelity, **r.objectives, **{k: v for k, v in metrics.items()
-                                                                if k not in r.objectives}, "at": r.created_at})
+    rows = result_rows(view, trial.number)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="results")
     else:
@@ -85,10 +77,7 @@ def _results(view: StudyView, trial: TrialView) -> None:
 
 def _attempts(view: StudyView, trial: TrialView) -> None:
     st.subheader("Jobs")
-    rows = [{"attempt": a.number, "fidelity": a.fidelity, "from checkpoint at": a.resume_from, "worker": a.worker,
-             "outcome": a.outcome.value, "started": a.started_at, "ended": a.ended_at,
-             "seconds": (a.ended_at - a.started_at).total_seconds() if a.ended_at else None, "error": a.error}
-            for a in view.attempts if a.trial_number == trial.number]
+    rows = attempt_rows(view, trial.number)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="attempts")
     else:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from autopeft.dashboard.rows import plan_of
 from autopeft.dashboard.views import StudyView
 from autopeft.engine.definition import SCORE
 from autopeft.errors import AutopeftError
@@ -35,14 +36,6 @@ GRID_COLUMNS = (*ROLE_LETTERS, ATTENTION_BLOCK, FEED_FORWARD_BLOCK, WHOLE_LAYER)
 MIN_IMPORTANCE_TRIALS = 5
 _SIZE_FIELDS = ("r", "alpha", "size", "length")
 _UNBOUNDED = 1 << 20
-
-
-def plan_of(value: Mapping[str, Any] | None) -> Mapping[Any, Any] | None:
-    """The layer plan of a stored trial plan (the compiled configuration `{plan: ..., learning_rate: ...}`),
-    or ``value`` itself when it is already a plan."""
-    if value is not None and "plan" in value and (value["plan"] is None or isinstance(value["plan"], Mapping)):
-        return value["plan"]
-    return value
 
 
 def _cells(spec: Mapping[str, Any]) -> list[str]:
