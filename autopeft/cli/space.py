@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from autopeft.cli.app import app, console
+from autopeft.engine.strategy import DEFAULT_STRATEGY, STRATEGIES
 
 if TYPE_CHECKING:
     from autopeft.space.space import SearchSpace
@@ -26,18 +27,30 @@ def space_check(
     trial: Annotated[Path, typer.Option("--trial", help="Trial recipe YAML (its model sets the layers).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the sampled configuration.")] = 0,
+    strategy: Annotated[str, typer.Option("--strategy", help="The study's strategy, for its rung ladder and "
+                                          f"proposals: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
+    eta: Annotated[float, typer.Option("--eta", help="Hyperband reduction factor.")] = 3.0,
+    budget: Annotated[float | None, typer.Option("--budget", help="The study's budget in full-fidelity trials: "
+                                                 "warn when it is too small for the ladder or the model.")] = None,
 ) -> None:
-    """Validate a space on the recipe's model (no weights loaded) and print its size and parameter range."""
+    """Validate a space on the recipe's model (no weights loaded) and print its size, parameter range and
+    what a study of it would do (the rung ladder, how long proposals stay random)."""
+    from autopeft.engine.announce import recipe_plan
     from autopeft.engine.checks import checked_space
     from autopeft.train.recipe import load_recipe
 
     recipe = load_recipe(trial)
+    plan = recipe_plan(recipe, strategy, eta=eta, budget=budget)  # its options first: they need no model
     loaded, counter = checked_space(space, recipe, recipe_source=str(trial))  # the checks `study run` makes
-    report = {"model": recipe.model.name, **space_report(loaded, counter, seed=seed)}
+    report = {"model": recipe.model.name, **space_report(loaded, counter, seed=seed), "study": plan.as_json()}
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
-        console.print(_report_table(report))
+        table = _report_table(report)
+        for line in plan.lines():  # `rungs ...`, `proposals ...`, `warning: ...`: a row each
+            key, _, text = line.partition(": ")
+            table.add_row(key, text)
+        console.print(table)
 
 
 def space_report(space: SearchSpace, counter: ParamCounter, *, seed: int = 0) -> dict[str, Any]:

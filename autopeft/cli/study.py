@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from autopeft.cli.app import Storage, app, console, err_console, open_store, storage_option
+from autopeft.cli.app import (
+    INTERRUPTED,
+    Device,
+    Storage,
+    Threads,
+    app,
+    console,
+    err_console,
+    open_store,
+    storage_option,
+)
 from autopeft.engine.strategy import DEFAULT_STRATEGY, STRATEGIES
 from autopeft.errors import ConfigError
+from autopeft.status import TrialStatus
 from autopeft.store import DEFAULT_URL, display_url
 
 if TYPE_CHECKING:
+    from autopeft.dashboard.views import StudyView
+    from autopeft.engine.checks import CheckedStudy
     from autopeft.engine.lease import FaultPolicy
     from autopeft.engine.loop import StudySummary
     from autopeft.store import Store
@@ -102,11 +116,14 @@ def study_run(
     max_retries: MaxRetries = 2,
     trial_timeout: TrialTimeout = None,
     quiet: Quiet = False,
+    threads: Threads = None,
+    device: Device = None,
 ) -> None:
     """Create a study and run it until the budget is spent, showing the front as it grows."""
     from autopeft.engine.checks import check_run_options, check_storage, check_study
     from autopeft.engine.study import create_study, run_study
     from autopeft.store import Lease, Store
+    from autopeft.train.resources import check_device, check_threads
 
     for path, field in ((space, "--space"), (trial, "--trial")):
         if not path.is_file():
@@ -116,6 +133,7 @@ def study_run(
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir)
     policy = _policy(max_retries, trial_timeout, executor)
+    threads, device = check_threads(threads), check_device(device)
     check_storage(storage)
     checked = check_study(space, trial, name=name, strategy=strategy, seed=seed, objectives=names, eta=eta,
                           budget=budget)
@@ -124,10 +142,23 @@ def study_run(
     study_name, _ = create_study(store, checked, lease=lease)
     err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
                       f"store {display_url(storage)}", highlight=False)
+    _print_plan(checked)
     _print_dashboard_hint(study_name, storage)
     summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease)
+                        runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease,
+                        threads=threads, device=device)
     _print_summary(summary, storage)
+    _exit_if_interrupted(summary)
+
+
+def _print_plan(checked: CheckedStudy) -> None:
+    """The rung ladder and how long proposals stay random, with a warning where the budget falls short."""
+    from autopeft.engine.announce import recipe_plan
+
+    plan = recipe_plan(checked.recipe, checked.strategy, eta=checked.eta, budget=checked.budget)
+    for line in plan.lines():
+        warning = line.startswith("warning")
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True, style="yellow" if warning else "")
 
 
 def _print_dashboard_hint(name: str, storage: str) -> None:
@@ -154,19 +185,31 @@ def study_resume(
                                         "heartbeat is fresh (a crashed driver's study is taken over without "
                                         "it).")] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
+    device: Device = None,
 ) -> None:
     """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
     from autopeft.engine.checks import check_run_options
     from autopeft.engine.study import run_study
+    from autopeft.train.resources import check_device, check_threads
 
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, require_budget=False)
     policy = _policy(max_retries, trial_timeout, executor)
+    threads, device = check_threads(threads), check_device(device)
     store = open_store(storage)
     _require(store, name)
     summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy)
+                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy,
+                        threads=threads, device=device)
     _print_summary(summary, storage)
+    _exit_if_interrupted(summary)
+
+
+def _exit_if_interrupted(summary: StudySummary) -> None:
+    """Ctrl-C paused the study (its summary and the resume command are printed): exit 130, as shells expect."""
+    if summary.status.value == "paused":
+        raise typer.Exit(INTERRUPTED)
 
 
 @study_app.command("list")
@@ -230,46 +273,158 @@ def _require(store: Store, name: str) -> None:
         raise NotFoundError(f"no study {name!r} in {store}; studies: {known}")
 
 
+StatusFilter = Annotated[list[str] | None, typer.Option(
+    "--status", help="Only trials in this status (repeat, or separate by commas): "
+    f"{', '.join(s.value for s in TrialStatus)}.")]
+#: Trials the default (compact) table of `study show` lists: the latest; `--trials` lists them all.
+COMPACT_TRIALS = 20
+FORMATS = ("table", "json", "csv")
+
+
 @study_app.command("show")
 def study_show(
     name: Annotated[str, typer.Argument(help="Study name.")],
     storage: Storage = DEFAULT_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (as --format json).")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="table, json (the study and its trials) or csv "
+                                               "(its trials).")] = "table",
+    status: StatusFilter = None,
+    every: Annotated[bool, typer.Option("--trials", help="List every trial, with its worker, times and error "
+                                        f"(default: the latest {COMPACT_TRIALS}, compact).")] = False,
 ) -> None:
-    """A study's definition, progress and current front."""
-    from autopeft.engine.definition import StudyDefinition
-    from autopeft.engine.front import study_front
-    from autopeft.engine.loop import budget_spent
+    """A study's definition, progress, current front and trials."""
+    from autopeft.dashboard.data import load_study
+    from autopeft.dashboard.rows import trial_columns, trial_rows
     from autopeft.engine.progress import front_table
 
+    fmt = "json" if as_json else output_format
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; accepted: {', '.join(FORMATS)}", field="format")
+    wanted = parse_statuses(status)
     store = open_store(storage)
     _require(store, name)
+    view = load_study(store, name, detail=False)  # the trials as the dashboard's table has them, in one read
+    rows = trial_rows(view, wanted)
+    if fmt == "csv":
+        typer.echo(csv_text(trial_columns(view), rows), nl=False)
+        return
+    details = _details(store, name)
+    if fmt == "json":
+        typer.echo(json.dumps({**details, "trials": rows}, indent=2, default=json_default))
+        return
+    console.print(_details_table(name, details))
+    console.print(front_table(view.front, limit=None))
+    console.print(_trials_table(view, rows, every=every, filtered=wanted is not None))
+
+
+def parse_statuses(values: list[str] | None) -> set[TrialStatus] | None:
+    """`--status pruned --status failed` or `--status pruned,failed` -> those statuses (None: no filter)."""
+    if not values:
+        return None
+    wanted = set()
+    for value in (v.strip() for text in values for v in text.split(",")):
+        try:
+            wanted.add(TrialStatus(value))
+        except ValueError:
+            accepted = ", ".join(s.value for s in TrialStatus)
+            raise ConfigError(f"{value!r} is not a trial status; accepted: {accepted}", field="status") from None
+    return wanted
+
+
+def _details(store: Store, name: str) -> dict[str, Any]:
+    """The study's definition and progress: what `study show --json` prints besides its trials."""
+    from autopeft.engine.definition import StudyDefinition
+    from autopeft.engine.loop import budget_spent
+
     record = store.get_study(name)
     definition = StudyDefinition.from_record(record)
     overview = _overview(store, name)
     used = budget_spent(store.results(name), definition.max_fidelity)
-    details = {**overview, "space": definition.space_path, "recipe": definition.recipe_path, "seed": record.seed,
-               "objectives": definition.objectives_json(), "options": dict(definition.options),
-               "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()},
-               "driver": record.lease_holder,
-               "driver_heartbeat": None if record.lease_heartbeat is None else record.lease_heartbeat.isoformat(),
-               "attempts": _attempt_counts(store, name)}
-    if as_json:
-        typer.echo(json.dumps(details, indent=2, default=str))
-        return
+    return {**overview, "space": definition.space_path, "recipe": definition.recipe_path, "seed": record.seed,
+            "objectives": definition.objectives_json(), "options": dict(definition.options),
+            "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()},
+            "driver": record.lease_holder,
+            "driver_heartbeat": None if record.lease_heartbeat is None else record.lease_heartbeat.isoformat(),
+            "attempts": _attempt_counts(store, name)}
+
+
+def _details_table(name: str, details: dict[str, Any]) -> Table:
     table = Table(show_header=False, title=f"study {name}", title_justify="left")
     for key in ("status", "strategy", "seed", "space", "recipe", "created", "updated"):
         table.add_row(key, str(details[key]))
     table.add_row("objectives", ", ".join(f"{o['name']} ({o['direction']}, ref {o['reference']:g})"
                                           for o in details["objectives"]))
     table.add_row("trials", ", ".join(f"{n} {s}" for s, n in details["counts"].items() if n))
-    budget = definition.options.get("budget")
-    table.add_row("budget used", f"{used:.2f}" + (f" of {budget:g}" if budget else "") + " full trials")
-    table.add_row("driver", "none" if record.lease_holder is None else
-                  f"{record.lease_holder} (heartbeat {record.lease_heartbeat:%Y-%m-%d %H:%M:%S} UTC)")
+    budget = details["options"].get("budget")
+    table.add_row("budget used", f"{details['budget_used']:.2f}" + (f" of {budget:g}" if budget else "")
+                  + " full trials")
+    table.add_row("driver", "none" if details["driver"] is None else
+                  f"{details['driver']} (heartbeat {details['driver_heartbeat'][:19].replace('T', ' ')} UTC)")
     table.add_row("jobs", ", ".join(f"{n} {o}" for o, n in details["attempts"].items() if n) or "none")
-    console.print(table)
-    console.print(front_table(study_front(store, name), limit=None))
+    return table
+
+
+def _trials_table(view: StudyView, rows: list[dict[str, Any]], *, every: bool, filtered: bool) -> Table:
+    """The trials at the fidelity each reached: the latest few, compact, or all with workers, times, errors."""
+    names = [o.name for o in view.definition.objectives]
+    columns = ["number", "status", "fidelity", *names, "share_pct", "plan"]
+    if every:
+        columns += ["worker", "started", "finished", "error"]
+    shown = rows if every else rows[-COMPACT_TRIALS:]
+    which = "trials" + (" (filtered by --status)" if filtered else "")
+    caption = (f"the latest {len(shown)} of {len(rows)} {which}; --trials lists them all" if len(shown) < len(rows)
+               else f"{len(rows)} {which}")
+    table = Table(title="trials", caption=caption, title_justify="left")
+    for column in columns:
+        table.add_column({"number": "trial", "share_pct": "share"}.get(column, column),
+                         justify="right" if column in ("number", "fidelity", *names, "share_pct") else "left")
+    for row in shown:
+        table.add_row(*(_trial_cell(column, row[column]) for column in columns))
+    return table
+
+
+def _trial_cell(column: str, value: Any) -> str:
+    if column == "number":
+        return str(value)
+    if column == "share_pct" and value is not None:
+        return f"{value:.3f}%"
+    if column == "error" and value:
+        return str(value).strip().splitlines()[0][:80]
+    return "-" if value == "" else cell_text(value)
+
+
+def cell_text(value: Any) -> str:
+    """A value as a table shows it: times to the second, large numbers with separators, floats to 4 digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV with a header: times in ISO 8601, missing values empty."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else json_default(v) if isinstance(v, datetime) else v
+                         for k, v in row.items()})
+    return out.getvalue()
+
+
+def json_default(value: Any) -> str:
+    """JSON (and CSV) for what json cannot write: times as ISO 8601, anything else as its text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 @study_app.command("delete")

@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.train.resources import available_cores, default_threads  # noqa: F401 (available_cores: re-export)
 
 Runner = Callable[[TrialTask], TrialOutcome]
 
@@ -42,24 +44,25 @@ class TrialTimeoutError(RuntimeError):
     """A trial ran past the study's trial timeout and was stopped."""
 
 
-def available_cores() -> int:
-    """The cores this process may use (its CPU affinity), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Executor(abc.ABC):
-    """Runs trial tasks, ``workers`` at a time; each trial may be limited to ``trial_timeout`` seconds."""
+    """Runs trial tasks, ``workers`` at a time; each trial may be limited to ``trial_timeout`` seconds.
 
-    def __init__(self, workers: int, *, trial_timeout: float | None = None) -> None:
+    ``threads`` and ``device`` (`--threads`, `--device`) apply to every trial; without them a trial gets
+    its recipe's `training.threads`, else `threads_per_trial`, and its recipe's device.
+    """
+
+    def __init__(self, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
+                 device: str | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if trial_timeout is not None and trial_timeout <= 0:
             raise ValueError(f"trial_timeout must be > 0, got {trial_timeout}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.workers = workers
         self.trial_timeout = trial_timeout
+        self.threads = threads
+        self._device = device
 
     @abc.abstractmethod
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
@@ -72,12 +75,22 @@ class Executor(abc.ABC):
         """Replace workers that cannot take work any more; running trials are not touched."""
 
     def threads_per_trial(self) -> int | None:
-        """CPU threads each trial should use (None: leave it to the recipe)."""
-        return None
+        """CPU threads each trial should use (None: leave it to the recipe): `--threads`, if given."""
+        return self.threads
 
     def device(self) -> str | None:
         """The device trials should train on (None: the recipe's choice)."""
-        return None
+        return self._device
+
+    def place(self, task: TrialTask) -> TrialTask:
+        """``task`` with the threads and device it runs with: `--threads`, else the recipe's, else the split.
+
+        Every `submit` passes its task through here, so a recipe's `training.threads` is honoured in a study
+        (the loop fills in only `threads_per_trial`, which cannot tell a default from a choice).
+        """
+        training = task.recipe.get("training") or {}
+        threads = self.threads or training.get("threads") or self.threads_per_trial()
+        return replace(task, threads=threads, device=self.device() or task.device)
 
     @abc.abstractmethod
     def shutdown(self, *, cancel: bool = False) -> None:
@@ -93,13 +106,13 @@ class Executor(abc.ABC):
 class InProcessExecutor(Executor):
     """Runs each task at once, in this process: deterministic, no pickling; one worker, no timeout."""
 
-    def __init__(self) -> None:
-        super().__init__(1)
+    def __init__(self, *, threads: int | None = None, device: str | None = None) -> None:
+        super().__init__(1, threads=threads, device=device)
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         future: Future[TrialOutcome] = Future()
         try:
-            future.set_result(runner(task))
+            future.set_result(runner(self.place(task)))
         except BaseException as err:  # surfaces at future.result(), as a pool's would (Ctrl-C included)
             future.set_exception(err)
         return future
@@ -111,14 +124,15 @@ class InProcessExecutor(Executor):
 class LocalPoolExecutor(Executor):
     """A pool of ``workers`` spawned processes (each its own torch and threads), Pebble's `ProcessPool`.
 
-    Each trial gets ``cores // workers`` threads, so parallel trials do not fight over the CPU. Processes
+    Each trial gets ``cores // workers`` threads (the cores this process may use, at least 1 each; or
+    `--threads`, or the recipe's), so parallel trials do not fight over the CPU. Processes
     are reused across trials; ``max_tasks_per_child`` bounds memory creep from model loads. A worker whose
     driver dies (even by SIGKILL) notices within `PARENT_CHECK_SECONDS` and exits, so no orphan trains on.
     """
 
-    def __init__(self, workers: int, *, trial_timeout: float | None = None,
-                 max_tasks_per_child: int | None = 20) -> None:
-        super().__init__(workers, trial_timeout=trial_timeout)
+    def __init__(self, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
+                 device: str | None = None, max_tasks_per_child: int | None = 20) -> None:
+        super().__init__(workers, trial_timeout=trial_timeout, threads=threads, device=device)
         self._max_tasks = max_tasks_per_child or 0
         self._inner: dict[Future[TrialOutcome], Future[Any]] = {}
         self._lock = threading.Lock()
@@ -134,7 +148,7 @@ class LocalPoolExecutor(Executor):
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         outer: Future[TrialOutcome] = Future()
         self.restart()  # a pool whose manager failed is replaced once, before it takes the task
-        inner = self._pool.schedule(runner, args=(task,), timeout=self.trial_timeout)
+        inner = self._pool.schedule(runner, args=(self.place(task),), timeout=self.trial_timeout)
         with self._lock:
             self._inner[outer] = inner
         inner.add_done_callback(lambda done: self._settle(outer, done))
@@ -172,7 +186,7 @@ class LocalPoolExecutor(Executor):
             self._pool = self._new_pool()
 
     def threads_per_trial(self) -> int | None:
-        return max(1, available_cores() // self.workers)
+        return self.threads or default_threads(self.workers)
 
     def shutdown(self, *, cancel: bool = False) -> None:
         if cancel:
@@ -202,17 +216,18 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="autopeft-parent-watch", daemon=True).start()
 
 
-def make_executor(kind: str, workers: int, *, trial_timeout: float | None = None) -> Executor:
-    """``local`` (process pool, the default) or ``inprocess``."""
+def make_executor(kind: str, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
+                  device: str | None = None) -> Executor:
+    """``local`` (process pool, the default) or ``inprocess``; ``threads`` and ``device`` for every trial."""
     from autopeft.errors import ConfigError
 
     if kind == "local":
-        return LocalPoolExecutor(workers, trial_timeout=trial_timeout)
+        return LocalPoolExecutor(workers, trial_timeout=trial_timeout, threads=threads, device=device)
     if kind == "inprocess":
         if workers != 1:
             raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")
         if trial_timeout is not None:
             raise ConfigError("the in-process executor cannot stop a trial; use --executor local",
                               field="trial-timeout")
-        return InProcessExecutor()
+        return InProcessExecutor(threads=threads, device=device)
     raise ConfigError(f"unknown executor {kind!r}; accepted: {', '.join(EXECUTORS)}", field="executor")

@@ -101,11 +101,13 @@ class NullDisplay:
 
 
 class LineDisplay:
-    """One headline per change on stderr, for logs and pipes where a live table cannot redraw."""
+    """For logs and pipes, where a live table cannot redraw: a headline per change, and the front each time
+    it changes (`front_lines`), on stderr."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._last = ""
+        self._front: tuple[Any, ...] = ()
 
     def __enter__(self) -> LineDisplay:
         return self
@@ -119,9 +121,36 @@ class LineDisplay:
         if key != self._last:
             self._last = key
             self.console.print(line, highlight=False, soft_wrap=True)
+        front = tuple(e.number for e in progress.front.entries)
+        if front and front != self._front:
+            self._front = front
+            for text in front_lines(progress.front):
+                self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def finish(self, progress: StudyProgress) -> None:
         return None
+
+
+def front_lines(front: Front, limit: int | None = FRONT_ROWS) -> list[str]:
+    """The front as plain lines (one per trial, best score first), for logs: grep-able, never cut."""
+    from autopeft.space.plan_text import plan_text
+
+    lines = [f"front: {len(front.entries)} of {len(front.completed)} full-fidelity trials, hypervolume "
+             f"{front.hypervolume:.4g}"]
+    entries = front.entries if limit is None else front.entries[:limit]
+    for entry in entries:
+        share = entry.metrics.get("trainable_share")
+        plan = entry.plan or {}
+        values = ", ".join(f"{o.name} {_fmt(entry.objectives[o.name])}" for o in front.objectives)
+        extra = [] if share is None else [f"share {100 * share:.3f}%"]
+        if plan.get("learning_rate"):
+            extra.append(f"lr {_fmt(plan['learning_rate'])}")
+        if "plan" in plan:
+            extra.append(f"plan {plan_text(plan['plan'])}")
+        lines.append(f"  trial {entry.number}: " + ", ".join([values, *extra]))
+    if limit is not None and len(front.entries) > limit:
+        lines.append(f"  ... and {len(front.entries) - limit} more (autopeft pareto)")
+    return lines
 
 
 class LiveDisplay:

@@ -16,7 +16,7 @@ from typing import Any
 
 from autopeft.engine.checks import CheckedStudy, check_study
 from autopeft.engine.definition import DEFAULT_OBJECTIVES, TRAINABLE_PARAMS, StudyDefinition, make_objectives
-from autopeft.engine.executors import Runner, make_executor
+from autopeft.engine.executors import InProcessExecutor, Runner, make_executor
 from autopeft.engine.lease import DriverLease, FaultPolicy
 from autopeft.engine.loop import Budget, StudyLoop, StudySummary
 from autopeft.engine.paths import runs_dir_for
@@ -67,8 +67,12 @@ def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = N
 def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int = 1,
               executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
               runner: Runner | None = None, resume: bool = False, force: bool = False,
-              policy: FaultPolicy | None = None, lease: Lease | None = None) -> StudySummary:
+              policy: FaultPolicy | None = None, lease: Lease | None = None, threads: int | None = None,
+              device: str | None = None) -> StudySummary:
     """Run (or resume) study ``name`` from the store until its budget is spent.
+
+    ``threads`` and ``device`` (`--threads`, `--device`) apply to every trial of this run; by default a
+    trial gets its recipe's, and a pool's trials split the cores this process may use between them.
 
     The driver first takes the study's lease (`DriverLease`): a study run by a live driver is refused
     with `LeaseHeldError` naming it, unless ``force``; a stale lease (a crashed driver) is taken over.
@@ -76,12 +80,13 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     policy = policy or FaultPolicy()
     with DriverLease(store, name, lease or Lease.for_this_process(), ttl=policy.lease_ttl, force=force) as held:
         return _run_held(store, name, held, budget=budget, workers=workers, executor=executor, runs_dir=runs_dir,
-                         display=display, runner=runner, resume=resume, policy=policy)
+                         display=display, runner=runner, resume=resume, policy=policy, threads=threads,
+                         device=device)
 
 
 def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int, executor: str,
               runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
-              policy: FaultPolicy) -> StudySummary:
+              policy: FaultPolicy, threads: int | None, device: str | None) -> StudySummary:
     from autopeft.engine.worker import run_trial
     from autopeft.train.counting import ParamCounter
 
@@ -109,8 +114,8 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
-    pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout)
-    if pool.threads_per_trial() is not None:
+    pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout, threads=threads, device=device)
+    if not isinstance(pool, InProcessExecutor):
         import torch
 
         # The workers hold the cores. BO's small matrices gain nothing from more threads here and lose

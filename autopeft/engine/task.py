@@ -36,7 +36,8 @@ class TrialTask:
     recipe_dir: str  # where the recipe's relative paths resolve
     fidelity: int
     trial_dir: str | None = None
-    threads: int | None = None
+    threads: int | None = None  # CPU threads for the job (the executor's choice; None: the recipe's)
+    device: str | None = None  # `--device` (None: the recipe's)
     options: Mapping[str, Any] = field(default_factory=dict)
     heartbeat: Heartbeat | None = None
 

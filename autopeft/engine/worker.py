@@ -110,12 +110,14 @@ def _run(task: TrialTask) -> TrialOutcome:
     from autopeft.space.config import TrialConfig
     from autopeft.train.job import TrialJob
     from autopeft.train.recipe import TrialRecipe
+    from autopeft.train.resources import with_resources
+    from autopeft.train.verbosity import quiet_library_warnings
     from autopeft.yamlio import validate
 
+    quiet_library_warnings()  # a spawned worker starts without the CLI's warning filters
     recipe = validate(TrialRecipe, dict(task.recipe), source="study recipe")
     recipe._source_dir = Path(task.recipe_dir)
-    if task.threads is not None:
-        recipe = recipe.model_copy(update={"training": recipe.training.model_copy(update={"threads": task.threads})})
+    recipe = with_resources(recipe, threads=task.threads, device=task.device)
     config = TrialConfig.model_validate(dict(task.trial_config or {}))
     trial_dir = Path(task.trial_dir) if task.trial_dir else None
     if trial_dir is not None:

@@ -119,6 +119,8 @@ def _metrics(bundle: Bundle, result: TrialResult, metric: str, adapter_format: s
         "train_seconds": result.train_seconds,
         "examples_per_second": result.examples_per_second,
         "peak_memory_mb": result.peak_memory_mb,
+        "threads": result.threads,
+        "device": result.device,
         "train_loss": result.train_loss,
         "fidelity": result.fidelity,
         "fidelity_unit": result.fidelity_unit,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+
+import torch
 
 from autopeft.errors import ConfigError, describe_exception
 from autopeft.space.config import TrialConfig
+from autopeft.train.progress import TrainingProgress
 from autopeft.train.recipe import TrialRecipe
 from autopeft.train.result import TrialResult, TrialStatus
 from autopeft.train.session import TrainingSession
@@ -50,8 +52,11 @@ class TrialJob:
 
     def run(self, fidelity: int | None = None, *, checkpoints: Sequence[int] = (),
             on_checkpoint: CheckpointCallback | None = None, evaluate_dev: bool = False,
-            progress: Any = None) -> TrialResult:
-        """Train to `fidelity` (default: the recipe's max), reporting at `checkpoints` on the way."""
+            progress: TrainingProgress | None = None) -> TrialResult:
+        """Train to `fidelity` (default: the recipe's max), reporting at `checkpoints` on the way.
+
+        ``progress`` is told of every step (a bar or log lines in the CLI; a study's workers pass none).
+        """
         spec = self.recipe.fidelity
         target = spec.max if fidelity is None else fidelity
         if not 0 < target <= spec.max:
@@ -61,14 +66,24 @@ class TrialJob:
         target_steps = spec.to_steps(target, batch_size)
         stops = sorted({spec.to_steps(c, batch_size) for c in checkpoints if 0 < c < target} | {target_steps})
 
-        task_id = progress.add_task("training", total=target_steps, completed=session.step) if progress else None
+        if progress is not None:
+            progress.begin(target_steps, session.step, batch_size)
+        try:
+            return self._train(session, stops, target_steps, on_checkpoint, evaluate_dev, progress)
+        finally:
+            if progress is not None:
+                progress.end()
+
+    def _train(self, session: TrainingSession, stops: list[int], target_steps: int,
+               on_checkpoint: CheckpointCallback | None, evaluate_dev: bool,
+               progress: TrainingProgress | None) -> TrialResult:
+        on_step = None if progress is None else (lambda step: progress.step(step, session.smoothed_loss))
         start_step, seconds = session.step, 0.0
         for stop in stops:
             if stop <= session.step:
                 continue
             try:
-                seconds += session.train_until(stop, on_step=lambda s: progress.update(task_id, completed=s)
-                                               if progress else None)
+                seconds += session.train_until(stop, on_step=on_step)
             except _TRIAL_FAILURES as err:
                 return self._result(TrialStatus.FAILED, seconds, start_step, error=describe_exception(err))
             if session.failure is not None:
@@ -112,6 +127,8 @@ class TrialJob:
             train_seconds=seconds,
             examples_per_second=trained / seconds if seconds > 0 else 0.0,
             peak_memory_mb=session.peak_memory_mb(),
+            threads=torch.get_num_threads(),
+            device=str(session.device),
         )
 
 

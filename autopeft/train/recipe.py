@@ -12,10 +12,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from autopeft.peft.plan import check_methods
 from autopeft.space.config import LrSchedule, TrialConfig
+from autopeft.train.resources import device_error
 from autopeft.train.tasks import TaskSpec
 from autopeft.yamlio import read_yaml, validate
 
@@ -70,8 +71,13 @@ class TrainingSpec(_Strict):
         "first loss (floored at 0.1); null turns the check off.",
     )
     seed: int = Field(default=0, description="Seeds weights of new modules, data order and dropout.")
-    threads: int | None = Field(default=None, gt=0, description="CPU threads; default: all cores.")
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto")
+    threads: int | None = Field(
+        default=None, gt=0,
+        description="CPU threads of a trial (`--threads` overrides it); default: the cores this process may "
+        "use, split between a study's workers.",
+    )
+    device: str = Field(default="auto", description="auto (a GPU if torch sees one), cpu, cuda or cuda:N "
+                        "(`--device` overrides it).")
     frozen_cache: bool = Field(
         default=True,
         description="Run the frozen layers below the lowest adapted layer without autograd and without "
@@ -92,6 +98,14 @@ class TrainingSpec(_Strict):
         description="Examples sorted by length together before batching: null = the whole epoch (least "
         "padding); 50 x batch_size reproduces the HF Trainer's group_by_length.",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        error = device_error(value)
+        if error is not None:
+            raise ValueError(error)
+        return value
 
 
 class TrialRecipe(_Strict):

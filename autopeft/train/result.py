@@ -26,3 +26,5 @@ class TrialResult(BaseModel):
     train_seconds: float = Field(description="Wall time in training steps (evaluation excluded).")
     examples_per_second: float
     peak_memory_mb: float = Field(description="Peak RSS of the process on CPU; peak allocated on CUDA.")
+    threads: int | None = Field(default=None, description="CPU threads torch used (`torch.get_num_threads()`).")
+    device: str | None = Field(default=None, description="The device it trained on: cpu, cuda:0, ...")

@@ -28,6 +28,7 @@ from autopeft.train.measure import lr_lambda, peak_memory_mb
 from autopeft.train.metrics import compute_metric
 from autopeft.train.model import load_model, load_tokenizer
 from autopeft.train.recipe import TrainingSpec, TrialRecipe
+from autopeft.train.resources import resolve_device
 from autopeft.train.state import (
     TrainState,
     config_fingerprint,
@@ -51,13 +52,13 @@ class TrainingSession:
     def __init__(self, recipe: TrialRecipe, config: TrialConfig, *, config_source: str | None = None) -> None:
         self.recipe = recipe
         self.training = recipe.training_for(config)
-        self.device = _device(self.training.device)
+        self.device = resolve_device(self.training.device)
         if self.device.type == "cuda":
             # cuDNN's attention builds a new plan for every (batch, padded length): with length-grouped
             # batches that was ~1 s a step on an H100 (torch 2.11, benchmarks/gpu_throughput.py).
             # Flash and memory-efficient sdpa kernels have no such cost.
             torch.backends.cuda.enable_cudnn_sdp(False)
-        if self.training.threads:
+        if self.training.threads:  # None leaves the process's setting (the CLI and the pool always give one)
             torch.set_num_threads(self.training.threads)
         # Settings that change only speed (or only when a diverging run gives up) stay out of it: a study's
         # worker (1 thread) and `export` or `train` (all cores) must see the same trial.
@@ -229,13 +230,6 @@ def divergence(start: float, smoothed: float, factor: float | None, step: int) -
     base = f"its starting value {start:.3g}" if start >= MIN_REFERENCE_LOSS else (
         f"{MIN_REFERENCE_LOSS:g} (its starting value {start:.3g} is below that floor)")
     return f"diverged: smoothed training loss {smoothed:.3g} at step {step} is above {factor:g}x {base}"
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 
 def _train_batches(split: EncodedSplit, training: TrainingSpec) -> batching.TrainBatches:

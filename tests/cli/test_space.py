@@ -101,3 +101,37 @@ def test_missing_recipe_is_one_line(tmp_path: Path) -> None:
     code, _, err = _check(ROOT / "search_spaces/mixed.yaml", tmp_path / "nope.yaml")
     assert code == 2
     assert "nope.yaml: file not found" in one_line_error(err)
+
+
+def test_check_prints_the_rung_ladder_and_the_proposals() -> None:
+    code, out, err = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml")
+    assert code == 0, err
+    for text in ("rungs (eta 3)", "10 -> 30 -> 90 steps", "proposals", "random until 8 results at one", "BoTorch"):
+        assert text in out
+    assert "warning" not in out  # no budget given: nothing to compare
+    code, out, err = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml", "--budget", "4")
+    assert code == 0, err
+    assert out.count("warning") == 2 and "every proposal will be random" in out and "small for the ladder" in out
+
+
+def test_check_json_has_the_plan_of_the_study() -> None:
+    from autopeft.engine.announce import study_plan
+
+    code, out, err = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml", "--json",
+                            "--strategy", "hyperband", "--eta", "9", "--budget", "6")
+    assert code == 0, err
+    plan = json.loads(out)["study"]
+    assert plan == study_plan("hyperband", 10, 90, eta=9, budget=6).as_json()
+    assert plan["rungs"] == [10, 90] and plan["model_after"] is None
+    code, out, _ = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml", "--json",
+                          "--strategy", "mobo")
+    assert json.loads(out)["study"]["rungs"] == [90]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--eta", "1"], "error: eta: must be a number >= 2, got 1.0"),
+    (["--strategy", "bayes"], "error: strategy: unknown strategy 'bayes'; accepted: mobo-hyperband"),
+])
+def test_check_bad_study_options_are_one_line(extra: list[str], expected: str) -> None:
+    code, out, err = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml", *extra)
+    assert code == 2 and out == "" and one_line_error(err).startswith(expected)

@@ -55,6 +55,9 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
     assert code == 0, err
     assert "Pareto front of t" in out and "study t: complete" in out
     assert f"watch it: autopeft dashboard --study t --storage {url}" in err  # at the start, before the trials
+    assert "rungs (eta 3): 2 -> 6 steps; new trials start 60% at 2, 40% at 6\n" in err  # the plan, before it too
+    assert "proposals: scrambled Sobol (random) throughout\n" in err
+    assert err.index("rungs (eta 3)") < err.index("watch it")
 
     store = Store(url)
     trials = store.trials("t")
@@ -199,3 +202,77 @@ def test_export_after_a_pooled_study_carries_the_trained_weights(files: tuple[Pa
     assert code == 0, err
     assert (out / "peft" / "adapter_config.json").is_file()
     assert (out / "peft" / "adapter_model.safetensors").is_file(), stdout
+
+
+def test_study_run_warns_when_every_proposal_would_be_random(files: tuple[Path, Path, str]) -> None:
+    space, recipe, url = files
+    code, _, err = _run("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "m",
+                        "--storage", url, "--strategy", "mobo", "--budget", "1", "--executor", "inprocess", "-q")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "rungs: 6 steps (every trial trains to full fidelity)" in lines
+    assert "proposals: random until 8 results, then BoTorch qLogNEHVI (expected after about 8.0 full trials of " \
+           "budget)" in lines
+    assert ("warning: every proposal will be random: the budget of 1 full trials buys about 1 trials, and BoTorch "
+            "qLogNEHVI needs 8 results first (a budget of 8.0 or more)") in lines
+
+
+# -- study show: the trials table, on a study filled by the real loop (synthetic objective) --------------
+
+
+def _show(url: str, *args: str) -> tuple[int, str, str]:
+    return _run("study", "show", "hb", "--storage", url, *args)
+
+
+def test_study_show_json_lists_every_trial_at_the_fidelity_it_reached(filled: str) -> None:
+    store = Store(filled)
+    code, out, err = _show(filled, "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    trials, results = store.trials("hb"), store.results("hb")
+    assert [(t["number"], t["status"], t["worker"], t["error"]) for t in shown["trials"]] == [
+        (t.number, t.status.value, t.worker, t.error) for t in trials]
+    for row in shown["trials"]:
+        mine = [r for r in results if r.trial_number == row["number"]]
+        assert row["fidelity"] == (mine[-1].fidelity if mine else None)
+        assert row["score"] == (mine[-1].objectives["score"] if mine else None)
+        assert row["plan"].startswith("L1-2 lora r")
+    assert sum(shown["counts"].values()) == len(shown["trials"]) > 20
+    store.close()
+
+
+def test_study_show_filters_by_status_and_writes_csv(filled: str) -> None:
+    import csv
+
+    rows = json.loads(_show(filled, "--json")[1])["trials"]
+    code, out, err = _show(filled, "--status", "pruned,failed", "--json")
+    assert code == 0, err
+    stopped = [r for r in rows if r["status"] in ("pruned", "failed")]
+    assert json.loads(out)["trials"] == stopped and stopped
+    code, out, err = _show(filled, "--status", "pruned", "--status", "failed", "--format", "csv")
+    assert code == 0, err
+    written = list(csv.DictReader(out.splitlines()))
+    assert list(written[0]) == ["number", "status", "fidelity", "score", "trainable_params", "share_pct", "plan",
+                                "worker", "error", "started", "finished"]
+    assert [(int(r["number"]), r["status"], r["error"]) for r in written] == [
+        (r["number"], r["status"], r["error"] or "") for r in stopped]
+    assert [float(r["score"]) for r in written if r["score"]] == [r["score"] for r in stopped if r["score"] is not None]
+    assert all(r["started"] == s["started"] for r, s in zip(written, stopped, strict=True))  # ISO 8601 both
+
+
+def test_study_show_table_lists_the_latest_trials_or_all(filled: str) -> None:
+    code, out, err = _show(filled)
+    assert code == 0, err
+    total = len(json.loads(_show(filled, "--json")[1])["trials"])
+    assert f"the latest 20 of {total} trials; --trials lists them all" in out
+    code, out, _ = _show(filled, "--trials", "--status", "failed")
+    assert code == 0 and "trials (filtered by --status)" in out and "synthetic" in out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--status", "done"], "status: 'done' is not a trial status; accepted: waiting, running, paused, complete"),
+    (["--format", "xml"], "format: unknown format 'xml'; accepted: table, json, csv"),
+])
+def test_study_show_bad_options_are_one_line(filled: str, args: list[str], expected: str) -> None:
+    code, out, err = _show(filled, *args)
+    assert code == 2 and out == "" and expected in one_line_error(err)

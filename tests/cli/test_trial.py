@@ -128,3 +128,61 @@ def test_trial_run_help() -> None:
 def test_no_arguments_shows_help() -> None:
     result = runner.invoke(app, [])
     assert "trial" in result.output
+
+
+# -- trial show: on `filled` (tests/cli/conftest.py), a study run by the real loop, on SQLite and PostgreSQL --
+
+
+def _show(url: str, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["trial", "show", *args, "--storage", url])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_trial_show_json_is_what_the_store_holds(filled: str) -> None:
+    from autopeft.space.plan_text import plan_text
+    from autopeft.store import Store
+
+    store = Store(filled)
+    results, attempts = store.results("hb"), store.attempts("hb")
+    one_of_each = {t.status: t for t in reversed(store.trials("hb"))}  # the first trial in each status
+    assert {s.value for s in one_of_each} == {"complete", "pruned", "failed"}
+    for trial in one_of_each.values():
+        code, out, err = _show(filled, "hb", str(trial.number), "--json")
+        assert code == 0, err
+        shown = json.loads(out)
+        assert (shown["number"], shown["status"], shown["error"], shown["worker"], shown["bracket"]) == (
+            trial.number, trial.status.value, trial.error, trial.worker, trial.bracket)
+        assert shown["config"] == trial.config and shown["plan"] == trial.plan
+        assert shown["plan_text"] == plan_text(trial.plan["plan"]) and shown["plan_text"].startswith("L1-2 lora r")
+        mine = [r for r in results if r.trial_number == trial.number]
+        assert [(r["fidelity"], r["objectives"], r["metrics"]) for r in shown["results"]] == [
+            (r.fidelity, r.objectives, r.metrics) for r in mine]  # every fidelity, early ones of pruned trials too
+        assert shown["fidelity"] == (mine[-1].fidelity if mine else None) and shown["max_fidelity"] == 27
+        jobs = [a for a in attempts if a.trial_number == trial.number]
+        assert [(j["attempt"], j["fidelity"], j["outcome"], j["worker"]) for j in shown["attempts"]] == [
+            (a.number, a.fidelity, a.outcome.value, a.worker) for a in jobs]
+        assert shown["started"] == trial.started_at.isoformat() and shown["seconds"] >= 0
+    store.close()
+
+
+def test_trial_show_table(filled: str) -> None:
+    from autopeft.store import Store
+
+    trials = Store(filled).trials("hb")
+    pruned = next(t for t in trials if t.status.value == "pruned" and t.bracket == 0 and (t.plan or {}))
+    code, out, err = _show(filled, "hb", str(pruned.number))
+    assert code == 0, err
+    for text in (f"trial {pruned.number} of hb", "pruned", "of 27 steps", "configuration", "results per fidelity",
+                 "jobs", "reported", "L1-2 lora r"):
+        assert text in out
+    failed = next(t for t in trials if t.status.value == "failed")
+    code, out, _ = _show(filled, "hb", str(failed.number))
+    assert code == 0 and "RuntimeError: synthetic failure" in out and "results per fidelity" not in out
+
+
+def test_trial_show_unknown_study_or_trial_is_one_line(filled: str) -> None:
+    code, out, err = _show(filled, "hb", "999")
+    assert code == 2 and out == ""
+    assert one_line_error(err).startswith("error: study 'hb' has no trial 999 (trials 0-")
+    code, _, err = _show(filled, "nope", "1")
+    assert code == 2 and "no study named 'nope'" in one_line_error(err)

@@ -153,5 +153,7 @@ def test_progress_lines_follow_the_study(tmp_path: Path) -> None:
     loop.display = LineDisplay(Console(file=out, width=200))
     summary = loop.run()
     lines = out.getvalue().strip().splitlines()
-    assert len(lines) >= 3 and all(line.startswith("d: ") for line in lines)
-    assert f"{summary.counts['complete']} complete" in lines[-1] and "budget 3.0/3 full trials" in lines[-1]
+    heads = [line for line in lines if line.startswith("d: ")]  # and the front, as lines, when it changes
+    assert len(heads) >= 3 and all(line.startswith(("d: ", "front: ", "  trial ")) for line in lines)
+    assert f"{summary.counts['complete']} complete" in heads[-1] and "budget 3.0/3 full trials" in heads[-1]
+    assert any(line.startswith("front: ") for line in lines)
