@@ -53,3 +53,20 @@ def test_a_byte_that_is_not_utf8_names_its_line_and_offset(ext: str) -> None:
     offset, line = raw.index(b"\xe9"), 2 if ext == ".jsonl" else 3
     with pytest.raises(DataError, match=rf"train\{ext}:{line}: byte 0xe9 at offset {offset} is not UTF-8; re-encode"):
         _load(ext, raw.replace(b",", b"\t") if ext == ".tsv" else raw)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ext=st.sampled_from([".csv", ".tsv"]), raw=contents, text=st.integers(0, 3), label=st.integers(0, 3))
+def test_any_bytes_without_a_header_load_or_raise_our_error(ext: str, raw: bytes, text: int, label: int) -> None:
+    """Header-less files by column index: the same rule, and every row (the first too) is data."""
+    path = FOLDER / f"nohead{ext}"
+    path.write_bytes(raw)
+    spec = TaskSpec(name="files", train=path, header=False, text_columns=(text,), label_column=label,
+                    validation_size=1)
+    try:
+        task = load_task(spec, FOLDER)
+    except AutopeftError:
+        return
+    text_lines = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line for line in text_lines if line]
+    assert len(task.train) + len(task.validation) <= len(lines)
