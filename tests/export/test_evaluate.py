@@ -123,6 +123,35 @@ def test_a_headerless_files_task_end_to_end(tmp_path: Path, tiny_model_dir: Path
     result = evaluate_file(folder, str(data / "dev.tsv"))
     assert result.metric == "matthews" and result.examples == 30
     assert result.score == metrics["dev_score"] and result.metrics == metrics["dev_metrics"]
+    predictions = predict_file(folder, str(data / "dev.tsv"))
+    assert predictions.header == ["index", "label", "prob_0", "prob_1"]  # label values are the names
+    assert [row[1] for row in predictions.rows] != [] and {row[1] for row in predictions.rows} <= {"0", "1"}
+
+
+def _one_output(model_dir: Path, out: Path) -> Path:
+    """The tiny BERT with a one-output head (its checkpoint's head has two: a regression task cannot load it)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, ignore_mismatched_sizes=True)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out
+
+
+def test_a_regression_task_scores_and_predicts_scores(tmp_path: Path, tiny_model_dir: Path) -> None:
+    words = ["awful", "bad", "fine", "good", "great"]
+    rows = [(f"{words[i % 5]} thing number {i}", i % 5 / 4) for i in range(60)]
+    for name, part in (("train.csv", rows[:45]), ("dev.csv", rows[45:])):
+        (tmp_path / name).write_text("text,score\n" + "".join(f"{t},{y}\n" for t, y in part), encoding="utf-8")
+    task = {"name": "files", "train": str(tmp_path / "train.csv"), "dev": str(tmp_path / "dev.csv"),
+            "text_columns": ["text"], "label_column": "score", "regression": True, "max_length": 16}
+    folder = _train(tmp_path / "reg", _one_output(tiny_model_dir, tmp_path / "model"), PLANS["autopeft"], **task)
+    metrics = _metrics(folder)
+    result = evaluate_file(folder, str(tmp_path / "dev.csv"))
+    assert result.metric == "pearson_spearman" and result.score == metrics["dev_score"]
+    assert result.metrics == metrics["dev_metrics"]
+    predictions = predict_file(folder, str(tmp_path / "dev.csv"), columns="text")
+    assert predictions.header == ["index", "score"] and len(predictions.rows) == 15
 
 
 @pytest.mark.parametrize(("args", "error", "words"), [
