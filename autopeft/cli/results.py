@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from autopeft.cli.app import Storage, app, console, err_console, open_store, progress_bar
+from autopeft.cli.app import Device, Storage, Threads, app, console, err_console, open_store, training_progress
 from autopeft.store import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -167,14 +167,22 @@ def train(
     bundle_path: Annotated[Path, typer.Argument(metavar="AUTOPEFT_YAML", help="An exported autopeft.yaml.")],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: trained/ beside it).")] = None,
     fidelity: Annotated[int | None, typer.Option(help="Train to this fidelity (default: the recipe's max).")] = None,
+    threads: Threads = None,
+    device: Device = None,
 ) -> None:
     """Train an exported configuration at full fidelity; write metrics.json and the adapter."""
+    from dataclasses import replace
+
     from autopeft.export.bundle import read_bundle
     from autopeft.export.final import default_out_dir, train_bundle
+    from autopeft.train.resources import check_device, check_threads, default_threads, with_resources
 
+    threads, device = check_threads(threads), check_device(device)
     bundle = read_bundle(bundle_path)
+    bundle = replace(bundle, recipe=with_resources(bundle.recipe, threads=threads, device=device,
+                                                   default=default_threads()))
     target = out if out is not None else default_out_dir(bundle_path)
-    with progress_bar(True) as progress:
+    with training_progress() as progress:
         run = train_bundle(bundle, target, fidelity=fidelity, progress=progress)
     m = run.metrics
     dev = "-" if m["dev_score"] is None else f"{m['dev_score']:.4f}"

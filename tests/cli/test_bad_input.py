@@ -353,6 +353,26 @@ def _cases(model_dir: Path) -> dict[str, Case]:
                                                                                             "max_length": 0}}}),
         "trial dir a file": Case((*TRIAL, "--trial-dir", "{recipe.yaml}"),
                                  ("trial_dir", "recipe.yaml", "not a folder")),
+        # -- --threads and --device (trial run, train, study run and resume) and the recipe's device ---------
+        "trial threads 0": Case((*TRIAL, "--threads", "0"), ("--threads", "whole number >= 1", "got 0")),
+        "trial threads a word": Case((*TRIAL, "--threads", "all"), ("--threads", "valid integer")),
+        "trial device tpu": Case((*TRIAL, "--device", "tpu"), ("--device", "'tpu' is not a device",
+                                                              "accepted: auto, cpu, cuda, cuda:N")),
+        "train threads 0": Case(("train", "{bundle.yaml}", "--threads", "0"), ("--threads", "whole number >= 1")),
+        "train device tpu": Case(("train", "{bundle.yaml}", "--device", "tpu"), ("--device", "accepted: auto")),
+        "run threads negative": Case((*RUN, "--threads", "-2"), ("--threads", "whole number >= 1", "got -2")),
+        "run device tpu": Case((*RUN, "--device", "tpu"), ("--device", "'tpu' is not a device")),
+        "run device cuda:99": Case((*RUN, "--device", "cuda:99"), ("--device", "cuda:99 asked for, but torch sees")),
+        "resume threads 0": Case(("study", "resume", "done", "--storage", "{store}", "--threads", "0"),
+                                 ("--threads", "whole number >= 1")),
+        "resume device gpu": Case(("study", "resume", "done", "--storage", "{store}", "--device", "gpu"),
+                                  ("--device", "'gpu' is not a device", "accepted: auto, cpu, cuda, cuda:N")),
+        "recipe unknown device": Case(RUN, ("recipe.yaml", "training.device", "'tpu' is not a device",
+                                            "accepted: auto, cpu, cuda, cuda:N"),
+                                      {"recipe.yaml": {**_recipe(model_dir), "training": {"device": "tpu"}}}),
+        "recipe unknown device (trial run)": Case(TRIAL, ("recipe.yaml", "training.device", "accepted: auto"),
+                                                  {"recipe.yaml": {**_recipe(model_dir),
+                                                                   "training": {"device": "cuda:one"}}}),
     }
 
 
