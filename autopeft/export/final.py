@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.errors import TrialFailedError
-from autopeft.export.bundle import Bundle
+from autopeft.export.bundle import BUNDLE_FILE, Bundle, write_bundle
 from autopeft.export.staging import staged_dir
 from autopeft.train.job import TrialJob
 from autopeft.train.result import TrialResult, TrialStatus
@@ -68,7 +68,8 @@ def train_bundle(bundle: Bundle, out_dir: str | Path, *, fidelity: int | None = 
     session = job.session
     model_spec = bundle.recipe.model
     arch = role_map_from_dict(model_spec.role_map) if model_spec.role_map else None
-    with staged_dir(out, owned=(METRICS_FILE, PEFT_DIR, OWN_ADAPTER_FILE), marker=METRICS_FILE) as tmp, \
+    owned = (METRICS_FILE, PEFT_DIR, OWN_ADAPTER_FILE, BUNDLE_FILE)
+    with staged_dir(out, owned=owned, marker=METRICS_FILE) as tmp, \
             plain_layers(session.model, arch) as model:
         export = save_peft_adapter(model, session.plan, tmp / PEFT_DIR, arch=arch,
                                    base_model=portable_base_model(model_spec.name, bundle.recipe.base_dir))
@@ -79,6 +80,7 @@ def train_bundle(bundle: Bundle, out_dir: str | Path, *, fidelity: int | None = 
             adapter_format = "autopeft"
         metrics = _metrics(bundle, result, session.task.metric, adapter_format, export.unsupported, export.notes)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_bundle(bundle, tmp)  # what it was trained from: `autopeft evaluate` reads it, wherever --out put it
     return FinalRun(out, result, metrics, adapter_format, list(export.unsupported), list(export.notes))
 
 

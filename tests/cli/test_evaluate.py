@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,15 @@ def test_evaluate_on_the_demo_dev_file_is_what_train_reported(trained: Path, tmp
     assert len(rows) == len(gold) == written["examples"]
     assert list(rows[0]) == ["index", "label", "label_name", "prob_0", "prob_1"]
     assert sum(r["label"] == g for r, g in zip(rows, gold, strict=True)) / len(gold) == written["score"]
+
+
+def test_train_keeps_its_autopeft_yaml_so_any_out_folder_evaluates(trained: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(trained, moved)
+    assert (moved / "autopeft.yaml").is_file()
+    result = runner.invoke(app, ["evaluate", str(moved), "--data", "demo:dev"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((trained / "metrics.json").read_text(encoding="utf-8"))["dev_score"] is not None
 
 
 @pytest.mark.parametrize(("args", "words"), [
