@@ -192,9 +192,8 @@ def _meta_model(recipe: TrialRecipe) -> Any:
 
     from autopeft.train.model import resolve_model_path
 
-    path = resolve_model_path(recipe.model.name, recipe.base_dir)
-    try:
-        model_config = AutoConfig.from_pretrained(path)
+    try:  # a local model folder moved since the study ran is a note, as an unreadable config is
+        model_config = AutoConfig.from_pretrained(resolve_model_path(recipe.model.name, recipe.base_dir))
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise OSError(f"cannot read the config of model {recipe.model.name!r} ({first})") from None
