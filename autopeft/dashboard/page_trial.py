@@ -10,6 +10,7 @@ import streamlit as st
 from autopeft.dashboard import ui
 from autopeft.dashboard.rows import attempt_rows, result_rows
 from autopeft.dashboard.views import StudyView, TrialView
+from autopeft.engine.front import Front
 from autopeft.errors import AutopeftError
 from autopeft.store import has_password
 from autopeft.store.urls import display_url
@@ -94,11 +95,11 @@ def export_command(study: str, number: int, storage: str) -> tuple[str, str | No
 
 
 @st.cache_data(max_entries=32, show_spinner="building the export...")
-def _texts(url: str, study: str, number: int, version: Any) -> tuple[str, str | None, list[str]]:
+def _texts(url: str, study: str, number: int, version: Any, _front: Front) -> tuple[str, str | None, list[str]]:
     from autopeft.export.select import Rule
     from autopeft.export.study_export import export_texts
 
-    texts = export_texts(ui.cached_store(url), study, Rule(trial=number))
+    texts = export_texts(ui.cached_store(url), study, Rule(trial=number), front=_front)
     reasons = list(texts.peft.unsupported) if texts.peft is not None else []
     return texts.bundle_yaml, texts.adapter_config, [*texts.notes, *reasons]
 
@@ -114,7 +115,7 @@ def _export(view: StudyView, trial: TrialView) -> None:
                 "exported")
         return
     try:
-        bundle, adapter, notes = _texts(ui.storage_url(), view.name, trial.number, view.version)
+        bundle, adapter, notes = _texts(ui.storage_url(), view.name, trial.number, view.version, view.front)
     except (AutopeftError, ImportError, OSError) as err:
         st.warning(f"cannot build the export: {str(err).strip().splitlines()[0] if str(err).strip() else err!r}")
         return

@@ -207,7 +207,8 @@ def _axis(name: str, values: list[Any], param: Param | None) -> dict[str, Any]:
             index = {repr(c): i for i, c in enumerate(choices)}
             codes = [0 if v is None else shift + index[repr(v)] for v in values]
         labels = ["–"] * shift + [",".join(map(str, c)) if isinstance(c, list | tuple) else str(c) for c in choices]
-        return {"label": name, "values": codes, "tickvals": list(range(len(labels))), "ticktext": labels,
+        return {"label": name, "values": np.array(codes, dtype=np.float64), "tickvals": list(range(len(labels))),
+                "ticktext": labels,
                 "range": [0, max(len(labels) - 1, 1)]}
     log = bool(param is not None and param.log)
     bounds = param.int_range or param.float_range if param is not None else None
@@ -217,7 +218,9 @@ def _axis(name: str, values: list[Any], param: Param | None) -> dict[str, Any]:
     t_lo, t_hi = scale(lo), scale(hi)
     below = t_lo - 0.1 * ((t_hi - t_lo) or 1.0)
     axis: dict[str, Any] = {"label": name + (" (log)" if log else ""),
-                            "values": [below if v is None else scale(v) for v in values],
+                            # An array, not a list: plotly checks a list element by element (seconds for
+                            # 10,000 trials), an array as it is.
+                            "values": np.array([below if v is None else scale(v) for v in values], dtype=np.float64),
                             "range": [below if absent else t_lo, t_hi]}
     if log or absent:
         axis["tickvals"] = ([below] if absent else []) + [scale(t) for t in ticks]
@@ -238,7 +241,7 @@ def parameters_figure(view: StudyView) -> go.Figure:
     dims = _dims(view, configs) or {}
     names = [n for n in dims if any(n in c for c in configs)] or sorted({k for c in configs for k in c})
     axes = [_axis(n, [c.get(n) for c in configs], dims.get(n)) for n in names]
-    scores = [t.objectives[SCORE] for t in trials]
+    scores = np.array([t.objectives[SCORE] for t in trials], dtype=np.float64)
     return go.Figure(go.Parcoords(
         dimensions=axes, line={"color": scores, "colorscale": "Viridis", "showscale": True,
                                "colorbar": {"title": {"text": "score"}}}))

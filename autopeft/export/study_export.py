@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from autopeft.engine.definition import StudyDefinition
-from autopeft.engine.front import FrontEntry, study_front
+from autopeft.engine.front import Front, FrontEntry, study_front
 from autopeft.engine.paths import runs_dir_for, trial_dir_for
 from autopeft.errors import AutopeftError
 from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, write_bundle
@@ -77,14 +77,22 @@ def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path:
     return default_trial_dir(storage_url, study, entry.number)
 
 
-def chosen_bundle(store: Store, study: str, rule: Rule | None = None) -> tuple[FrontEntry, Bundle]:
-    """The trial `rule` picks and its `autopeft.yaml` contents (read only: nothing is written)."""
+def chosen_bundle(store: Store, study: str, rule: Rule | None = None, *, front: Front | None = None
+                  ) -> tuple[FrontEntry, Bundle]:
+    """The trial `rule` picks and its `autopeft.yaml` contents (read only: nothing is written).
+
+    ``front``: the study's `study_front` when the caller has it already (the dashboard's view), which saves
+    reading every trial and result of the study again (seconds for 10,000 trials).
+    """
     record = store.get_study(study)  # NotFoundError lists the studies
     definition = StudyDefinition.from_record(record)
-    front = study_front(store, study)
+    front = front if front is not None else study_front(store, study)
     rule = rule or Rule()
     check = peft_check_for(definition.trial_recipe()) if rule.peft_only else None
-    entry = select(front, rule, study=f"study {study!r}", trials=store.trials(study), peft_check=check)
+    # The trial rows only sharpen the message about a trial that is not on the front: read them for that.
+    missing = rule.trial is not None and all(e.number != rule.trial for e in front.completed)
+    entry = select(front, rule, study=f"study {study!r}", trials=store.trials(study) if missing else (),
+                   peft_check=check)
     config_spec = dict(entry.plan or {})
     if "plan" not in config_spec:
         raise AutopeftError(f"trial {entry.number} of study {study!r} has no compiled plan in the store")
@@ -107,7 +115,7 @@ class ExportTexts:
     notes: list[str] = field(default_factory=list)
 
 
-def export_texts(store: Store, study: str, rule: Rule | None = None) -> ExportTexts:
+def export_texts(store: Store, study: str, rule: Rule | None = None, *, front: Front | None = None) -> ExportTexts:
     """`export_trial`'s files as text, with nothing written to the store, the runs folder or `--out`.
 
     The peft config goes through `peft`'s own `save_pretrained` (into a throwaway folder, read back), so
@@ -117,7 +125,7 @@ def export_texts(store: Store, study: str, rule: Rule | None = None) -> ExportTe
 
     from autopeft.export.bundle import bundle_text
 
-    entry, bundle = chosen_bundle(store, study, rule)
+    entry, bundle = chosen_bundle(store, study, rule, front=front)
     notes: list[str] = []
     peft = peft_config_for(bundle.recipe, bundle.config, notes)
     adapter = None

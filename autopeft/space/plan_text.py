@@ -59,7 +59,11 @@ def plan_text(plan: Mapping[Any, Any] | None, num_layers: int | None = None) -> 
         for selector, methods in plan.items():
             if num_layers is None and "all" in str(selector):
                 raise ConfigError("needs the layer count")
-            for layer in parse_layer_selector(selector, num_layers or _UNBOUNDED):
+            # A compiled plan names every layer by its index: that common case skips the selector parser
+            # (a dashboard writes this line for every one of 10,000 trials).
+            layers = ([int(selector)] if isinstance(selector, str) and selector.isdigit() and num_layers is None
+                      else parse_layer_selector(selector, num_layers or _UNBOUNDED))
+            for layer in layers:
                 per_layer.setdefault(layer, []).extend(method_text(m) for m in _methods(methods))
     except ConfigError:
         return "; ".join(f"{'' if str(s) == 'all' else 'L'}{s} {' + '.join(method_text(m) for m in _methods(v))}"
