@@ -174,7 +174,8 @@ def train(
     from dataclasses import replace
 
     from autopeft.export.bundle import read_bundle
-    from autopeft.export.final import default_out_dir, train_bundle
+    from autopeft.export.final import METRICS_FILE, default_out_dir, train_bundle
+    from autopeft.export.staging import check_target
     from autopeft.train.resources import check_device, check_threads, default_threads, with_resources
 
     threads, device = check_threads(threads), check_device(device)
@@ -182,6 +183,7 @@ def train(
     bundle = replace(bundle, recipe=with_resources(bundle.recipe, threads=threads, device=device,
                                                    default=default_threads()))
     target = out if out is not None else default_out_dir(bundle_path)
+    check_target(target, marker=METRICS_FILE)  # now, not after minutes of training
     with training_progress() as progress:
         run = train_bundle(bundle, target, fidelity=fidelity, progress=progress)
     m = run.metrics
