@@ -181,6 +181,6 @@ def test_bad_input_fails_before_a_model_loads(args: tuple[str, ...], error: type
 def test_weights_of_another_plan_are_refused(trained: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     shutil.copytree(trained["autopeft"].parent, folder)
-    shutil.copy(trained["peft"].parent / "autopeft.yaml", folder / "autopeft.yaml")  # a LoRA plan, adapter weights
+    shutil.copy(trained["peft"] / "autopeft.yaml", folder / "trained" / "autopeft.yaml")  # a LoRA plan, adapter weights
     with pytest.raises(ConfigError, match=r"autopeft_adapter\.safetensors: does not fit the plan"):
         evaluate_file(folder / "trained", "demo:dev")
