@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
@@ -31,7 +31,7 @@ from autopeft.train.resources import available_cores, default_threads  # noqa: F
 Runner = Callable[[TrialTask], TrialOutcome]
 
 #: The executors `make_executor` builds, by name (`--executor`).
-EXECUTORS = ("local", "inprocess")
+EXECUTORS = ("local", "inprocess", "ray")
 #: How often a pool worker checks that the process that started it (the study driver) is still alive.
 PARENT_CHECK_SECONDS = 0.5
 
@@ -216,10 +216,20 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="autopeft-parent-watch", daemon=True).start()
 
 
-def make_executor(kind: str, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
-                  device: str | None = None) -> Executor:
-    """``local`` (process pool, the default) or ``inprocess``; ``threads`` and ``device`` for every trial."""
+def make_executor(kind: str, workers: int | None, *, trial_timeout: float | None = None, threads: int | None = None,
+                  device: str | None = None, options: Mapping[str, Any] | None = None) -> Executor:
+    """``local`` (process pool, the default), ``inprocess`` or ``ray``; ``threads`` and ``device`` for every trial.
+
+    ``options`` go to the Ray executor (``address``, ``gpus_per_trial``, ``cpus_per_trial``, ``storage``);
+    ``workers`` None: 1, or for Ray what the cluster holds.
+    """
     from autopeft.errors import ConfigError
+
+    if kind == "ray":  # Ray is imported only there, and only now
+        from autopeft.engine.ray_executor import make_ray_executor
+
+        return make_ray_executor(workers, trial_timeout=trial_timeout, threads=threads, device=device, options=options)
+    workers = workers or 1
 
     if kind == "local":
         return LocalPoolExecutor(workers, trial_timeout=trial_timeout, threads=threads, device=device)

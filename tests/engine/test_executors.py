@@ -1,4 +1,4 @@
-"""The executor contract: every executor runs it (the Ray executor will join).
+"""The executor contract: every executor runs it (Ray on the local test cluster of tests/engine/conftest.py).
 
 What a loop relies on: a future per task with its outcome; a runner's exception surfaces at
 `result()`; a dead worker fails only its own future (`WorkerLostError`) and the executor takes more
@@ -30,6 +30,7 @@ from autopeft.engine.executors import (
     WorkerLostError,
     available_cores,
 )
+from autopeft.engine.ray_executor import RayExecutor
 from autopeft.engine.task import TrialTask
 from autopeft.status import TrialStatus
 from tests.engine.faulty import dying_runner, echo_runner, hanging_runner, raising_runner
@@ -42,18 +43,22 @@ def _task(number: int = 0, **options: Any) -> TrialTask:
                      recipe_dir=".", fidelity=3, options=options)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"inprocess": InProcessExecutor, "local": lambda: LocalPoolExecutor(2)}
+EXECUTORS: dict[str, Callable[[pytest.FixtureRequest], Executor]] = {
+    "inprocess": lambda _: InProcessExecutor(),
+    "local": lambda _: LocalPoolExecutor(2),
+    "ray": lambda request: RayExecutor(2, address=request.getfixturevalue("ray_cluster").address),
+}
 
 
-@pytest.fixture(params=list(EXECUTORS))
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.slow) if name == "ray" else name for name in EXECUTORS])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    made = EXECUTORS[request.param]()
+    made = EXECUTORS[request.param](request)
     yield made
     made.shutdown(cancel=True)
 
 
 def _pool_only(executor: Executor) -> None:
-    if not isinstance(executor, LocalPoolExecutor):
+    if isinstance(executor, InProcessExecutor):
         pytest.skip("the in-process executor runs trials in the driver itself: no worker to lose, stop or time out")
 
 
@@ -96,6 +101,8 @@ def test_a_runner_that_raises_surfaces_at_result(executor: Executor) -> None:
 
 def test_threads_split_the_cores_between_workers(executor: Executor) -> None:
     expected = None if isinstance(executor, InProcessExecutor) else max(1, available_cores() // executor.workers)
+    if isinstance(executor, RayExecutor):
+        expected = 1  # its CPUs per trial
     assert executor.threads_per_trial() == expected
 
 

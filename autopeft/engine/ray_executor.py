@@ -1,0 +1,319 @@
+"""Trials as Ray tasks on a Ray cluster (`--executor ray`), behind the same `Executor` interface as the pool.
+
+Ray is imported here only, and only when a `RayExecutor` is built (or a cluster probed), so the rest of
+autopeft never needs it. Each trial is one Ray task with ``cpus_per_trial`` CPUs and ``gpus_per_trial``
+GPUs (fractions allowed, e.g. 0.5 for two small trials on one GPU); Ray places it on a node with the
+resources free and sets ``CUDA_VISIBLE_DEVICES`` to the GPU(s) it assigned, so the trial trains on
+``cuda`` (the first visible device: its own GPU), never a hard-coded index.
+
+Faults, in the executor's terms: Ray retries nothing (``max_retries=0``, ``retry_exceptions=False``). A
+task whose worker process or node died (`WorkerCrashedError`, `NodeDiedError`, `ObjectLostError`, ...)
+fails its future with `WorkerLostError`, so the loop re-queues the trial from its checkpoint (up to
+``--max-retries``) as for a dead pool worker; a task that raised fails with the trial's own exception;
+`cancel` and ``shutdown(cancel=True)`` force-cancel the tasks (`ray.cancel(force=True)` ends their worker
+processes); ``trial_timeout`` is kept by a timer in the driver that force-cancels the task.
+
+The worker name recorded with every attempt is ``ray:<node ip>/<node id, 8 hex>:<pid>`` followed by
+``:gpu<ids>`` when the trial held GPUs, so where each trial ran can be read back from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autopeft.engine.executors import Executor, Runner, TrialTimeoutError, WorkerLostError
+from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: `ray.exceptions` that mean the task's worker, node or result was lost (not that the trial failed).
+LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+               "OwnerDiedError", "ObjectReconstructionFailedError", "ObjectFetchTimedOutError",
+               "TaskUnschedulableError", "OutOfMemoryError", "OutOfDiskError", "RaySystemError",
+               "ReferenceCountingAssertionError", "TaskPlacementGroupRemoved", "RuntimeEnvSetupError")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One live node of the cluster: where it is and what a trial may take from it."""
+
+    node_id: str
+    ip: str
+    cpus: float
+    gpus: float
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The live nodes of the cluster the driver is connected to."""
+
+    address: str | None
+    nodes: tuple[NodeInfo, ...]
+
+    @property
+    def gpus(self) -> float:
+        return sum(n.gpus for n in self.nodes)
+
+    def capacity(self, cpus_per_trial: float, gpus_per_trial: float) -> int:
+        """How many trials the nodes can run at once (each trial within one node)."""
+        total = 0
+        for node in self.nodes:
+            fits = [math.floor(have / need + 1e-9) for have, need in ((node.cpus, cpus_per_trial),
+                                                                      (node.gpus, gpus_per_trial)) if need > 0]
+            total += min(fits) if fits else 0
+        return total
+
+    def remote_ips(self) -> list[str]:
+        """Node addresses that are not this machine's (nodes on other machines)."""
+        here = local_ips()
+        return sorted({n.ip for n in self.nodes if n.ip not in here})
+
+
+def local_ips() -> set[str]:
+    """Every address of this machine's network interfaces (and loopback)."""
+    import socket
+
+    import psutil
+
+    found = {"127.0.0.1", "::1", "localhost"}
+    for addresses in psutil.net_if_addrs().values():
+        found.update(a.address.split("%")[0] for a in addresses if a.family in (socket.AF_INET, socket.AF_INET6))
+    return found
+
+
+def check_gpus_per_trial(value: float | None) -> float | None:
+    """None (1 where the cluster has GPUs) or >= 0; above 1, a whole number (Ray's rule for GPU counts)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"must be >= 0 (a fraction such as 0.5 shares a GPU), got {value:g}", field="gpus-per-trial")
+    if value > 1 and value != int(value):
+        raise ConfigError(f"above 1 it must be a whole number of GPUs, got {value:g}", field="gpus-per-trial")
+    return value
+
+
+def check_cpus_per_trial(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"must be > 0, got {value:g}", field="cpus-per-trial")
+    return value
+
+
+def check_address(address: str | None) -> str | None:
+    """None (RAY_ADDRESS, else a new local Ray), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    if address is None or address == "auto":
+        return address
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{address!r} is not a Ray address; accepted: auto, HOST:PORT (the head's GCS port, "
+                          "6379 by default) or ray://HOST:10001", field="ray-address")
+    return address
+
+
+_connected_here = False  # this process called ray.init (so it may call ray.shutdown)
+
+
+def connect(address: str | None = None) -> ClusterInfo:
+    """Connect this process to the cluster at ``address`` (once) and describe its live nodes."""
+    global _connected_here
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(f"Ray is not installed ({err.name}); install autopeft[ray]", field="executor") from None
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+            raise ConfigError(f"cannot connect to the Ray cluster at {where}: {first}", field="ray-address") from None
+        _connected_here = True
+    nodes = tuple(NodeInfo(n["NodeID"], n["NodeManagerAddress"], float(n["Resources"].get("CPU", 0)),
+                           float(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive"))
+    return ClusterInfo(address, nodes)
+
+
+def disconnect() -> None:
+    """Undo `connect` where this process made the connection."""
+    global _connected_here
+    if _connected_here:
+        import ray
+
+        ray.shutdown()
+        _connected_here = False
+
+
+def check_cluster(cluster: ClusterInfo, *, storage: str | None, gpus_per_trial: float | None,
+                  cpus_per_trial: float) -> tuple[float, int]:
+    """(GPUs per trial, trials at once) for this cluster; a store or a size it cannot serve is a `ConfigError`."""
+    gpus = (1.0 if cluster.gpus > 0 else 0.0) if gpus_per_trial is None else gpus_per_trial
+    capacity = cluster.capacity(cpus_per_trial, gpus)
+    if capacity < 1:
+        have = ", ".join(f"{n.ip} {n.cpus:g} CPU {n.gpus:g} GPU" for n in cluster.nodes) or "no live node"
+        raise ConfigError(f"no node of the cluster can hold one trial of {cpus_per_trial:g} CPU and {gpus:g} GPU "
+                          f"({have})", field="gpus-per-trial" if gpus > 0 else "cpus-per-trial")
+    if storage is not None and storage.startswith("sqlite"):
+        elsewhere = cluster.remote_ips()
+        if elsewhere:
+            raise ConfigError(f"the cluster has nodes on other machines ({', '.join(elsewhere)}), whose trials "
+                              "cannot reach a SQLite file on this one; use PostgreSQL "
+                              "(--storage postgresql+psycopg://USER@HOST/DB)", field="storage")
+    return gpus, capacity
+
+
+def run_on_ray(runner: Runner, task: TrialTask) -> TrialOutcome:
+    """The Ray task: run ``runner`` on the GPU(s) Ray assigned, and say where it ran in the worker name."""
+    import ray
+
+    context = ray.get_runtime_context()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    device = "cpu"
+    if gpu_ids and task.device != "cpu":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # CUDA_VISIBLE_DEVICES: cuda is ours
+    worker = f"ray:{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}"
+    if gpu_ids:
+        worker += f":gpu{','.join(gpu_ids)}"
+    outcome = runner(replace(task, device=device))
+    return replace(outcome, worker=worker)
+
+
+class RayExecutor(Executor):
+    """Runs each trial as a Ray task on the cluster at ``address``; up to ``workers`` at once.
+
+    ``workers`` defaults to what the cluster's live nodes hold (trials of ``cpus_per_trial`` CPUs and
+    ``gpus_per_trial`` GPUs, each within one node); more than that is cut to it, since a trial queued in
+    Ray would miss its heartbeats and be taken as lost. ``gpus_per_trial`` defaults to 1 where the cluster
+    has GPUs, else 0. ``storage`` (the study's store URL) lets the executor refuse SQLite on a cluster with
+    nodes on other machines.
+    """
+
+    def __init__(self, workers: int | None = None, *, address: str | None = None, gpus_per_trial: float | None = None,
+                 cpus_per_trial: float = 1.0, trial_timeout: float | None = None, threads: int | None = None,
+                 device: str | None = None, storage: str | None = None) -> None:
+        import ray
+
+        self.cpus_per_trial = check_cpus_per_trial(cpus_per_trial)
+        self.cluster = connect(check_address(address))
+        self.gpus_per_trial, capacity = check_cluster(self.cluster, storage=storage,
+                                                      gpus_per_trial=check_gpus_per_trial(gpus_per_trial),
+                                                      cpus_per_trial=self.cpus_per_trial)
+        if workers is not None and workers > capacity:
+            log.warning("the cluster holds %d trials at once; running %d, not %d", capacity, capacity, workers)
+        super().__init__(min(workers or capacity, capacity), trial_timeout=trial_timeout, threads=threads,
+                         device=device)
+        self._ray = ray
+        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_on_ray).options(
+            num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
+        self._lost = tuple(getattr(ray.exceptions, name) for name in LOST_ERRORS if hasattr(ray.exceptions, name))
+        self._refs: dict[Future[TrialOutcome], Any] = {}
+        self._timers: dict[Future[TrialOutcome], threading.Timer] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
+        outer: Future[TrialOutcome] = Future()
+        ref = self._remote.remote(runner, self.place(task))
+        with self._lock:
+            self._refs[outer] = ref
+            if self.trial_timeout is not None:
+                timer = threading.Timer(self.trial_timeout, self._time_out, args=(outer,))
+                timer.daemon = True
+                self._timers[outer] = timer
+                timer.start()
+        ref.future().add_done_callback(lambda done: self._settle(outer, done))
+        return outer
+
+    def _forget(self, outer: Future[TrialOutcome]) -> Any:
+        with self._lock:
+            timer = self._timers.pop(outer, None)
+            ref = self._refs.pop(outer, None)
+        if timer is not None:
+            timer.cancel()
+        return ref
+
+    def _settle(self, outer: Future[TrialOutcome], inner: Future[Any]) -> None:
+        """Pass the task's result on, in the executor's own terms (no Ray type reaches the loop)."""
+        self._forget(outer)
+        if outer.done():
+            return
+        exceptions = self._ray.exceptions
+        try:
+            result = inner.result()
+        except CancelledError:
+            error: BaseException | None = WorkerLostError("the Ray task was cancelled outside autopeft")
+        except exceptions.TaskCancelledError:
+            error = WorkerLostError("the Ray task was cancelled outside autopeft")
+        except exceptions.RayTaskError as err:  # the trial raised: its own error (a lost worker if Ray's own)
+            cause = err.cause if isinstance(err.cause, BaseException) else err
+            error = self._lost_error(cause) if isinstance(cause, self._lost) else cause
+        except self._lost as err:
+            error = self._lost_error(err)
+        except Exception as err:  # another Ray error: the task did not finish through no fault of the trial
+            error = WorkerLostError(f"the Ray task was lost ({type(err).__name__}: {_first_line(err)})")
+        else:
+            error = None
+        try:
+            if error is None:
+                outer.set_result(result)
+            else:
+                outer.set_exception(error)
+        except Exception:  # settled meanwhile (cancelled, timed out)
+            pass
+
+    @staticmethod
+    def _lost_error(err: BaseException) -> WorkerLostError:
+        return WorkerLostError(f"the worker process died on the Ray cluster ({type(err).__name__}: "
+                               f"{_first_line(err)})")
+
+    def _time_out(self, outer: Future[TrialOutcome]) -> None:
+        ref = self._forget(outer)
+        if ref is None or outer.done():
+            return
+        self._ray.cancel(ref, force=True)
+        with contextlib.suppress(Exception):  # settled meanwhile
+            outer.set_exception(TrialTimeoutError(f"stopped after {self.trial_timeout:g} s (the trial timeout)"))
+
+    def cancel(self, future: Future[TrialOutcome]) -> None:
+        ref = self._forget(future)
+        future.cancel()
+        if ref is not None:
+            self._ray.cancel(ref, force=True)  # ends the worker process running it
+
+    def threads_per_trial(self) -> int | None:
+        return self.threads or max(1, math.floor(self.cpus_per_trial))
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        with self._lock:
+            running = list(self._refs.items())
+        if cancel:
+            for future, _ in running:
+                self.cancel(future)
+        else:
+            for future, _ in running:
+                with contextlib.suppress(CancelledError):
+                    future.exception()  # wait for running trials to finish
+        for future, _ in running:
+            self._forget(future)
+        disconnect()
+
+
+def make_ray_executor(workers: int | None, *, trial_timeout: float | None = None, threads: int | None = None,
+                      device: str | None = None, options: Mapping[str, Any] | None = None) -> RayExecutor:
+    """A `RayExecutor` from the CLI's options (``address``, ``gpus_per_trial``, ``cpus_per_trial``, ``storage``)."""
+    return RayExecutor(workers, trial_timeout=trial_timeout, threads=threads, device=device, **dict(options or {}))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,152 @@
+"""A real local Ray cluster for the Ray executor's tests, started once per test session (only if asked for).
+
+A head with no CPU and no GPU (so no trial runs on it) and two worker nodes with 1 CPU and 1 logical GPU
+each (Ray hands out GPU ids without hardware), all on this machine, each node with its own temp folder
+and ports, started with the `ray start` CLI as on a real cluster. Teardown ends exactly the processes of
+this cluster (found by its temp folder and GCS address, and their children), not every Ray process of
+the machine as `ray stop --force` would: other test sessions may run their own.
+
+``AUTOPEFT_TEST_RAY_ADDRESS=HOST:PORT`` uses a running cluster of that shape instead (not stopped here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+OBJECT_STORE_BYTES = 80_000_000  # Ray's minimum is ~75 MB; the default (30% of memory per node) is far more
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))  # workers import tests.engine.faulty
+    return env
+
+
+@dataclass
+class RayTestCluster:
+    """A local multi-node Ray cluster: ``address`` is the head's GCS address (HOST:PORT)."""
+
+    base: Path | None  # None: a cluster this fixture did not start
+    address: str
+    start_seconds: float = 0.0
+    workers: list[str] = field(default_factory=list)  # temp folders of the worker nodes started
+
+    def _ray(self, *args: str, timeout: float = 180) -> subprocess.Popen[bytes]:
+        ray = str(Path(sys.executable).with_name("ray"))
+        log = open(Path(args[args.index("--temp-dir") + 1]).with_suffix(".log"), "wb")  # noqa: SIM115
+        return subprocess.Popen([ray, "start", *args], env=_env(), stdout=log, stderr=subprocess.STDOUT)
+
+    def _node_args(self, temp: Path) -> list[str]:
+        return ["--temp-dir", str(temp), "--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats",
+                "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
+                "--runtime-env-agent-port", str(free_port())]
+
+    def start_head(self) -> None:
+        assert self.base is not None
+        port = int(self.address.rsplit(":", 1)[1])
+        head = self._ray("--head", "--port", str(port), "--num-cpus", "0", "--num-gpus", "0",
+                         "--include-dashboard=false", "--dashboard-port", str(free_port()),
+                         "--ray-client-server-port", str(free_port()), *self._node_args(self.base / "head"))
+        if head.wait(timeout=180) != 0:
+            raise RuntimeError(f"ray start --head failed: {(self.base / 'head.log').read_text()[-2000:]}")
+
+    def add_workers(self, count: int) -> list[str]:
+        """Start ``count`` worker nodes (1 CPU, 1 GPU each) at once; returns their temp folders."""
+        assert self.base is not None
+        names = [f"w{len(self.workers) + i + 1}" for i in range(count)]
+        started = [self._ray("--address", self.address, "--num-cpus", "1", "--num-gpus", "1",
+                             *self._node_args(self.base / name)) for name in names]
+        for name, process in zip(names, started, strict=True):
+            if process.wait(timeout=180) != 0:
+                raise RuntimeError(f"ray start ({name}) failed: {(self.base / f'{name}.log').read_text()[-2000:]}")
+        self.workers += names
+        return names
+
+    def node_of(self, name: str) -> str:
+        """The Ray node id of worker node ``name`` (from its raylet's command line)."""
+        raylet = self.raylet(name)
+        for arg in raylet.cmdline():
+            if arg.startswith("--node_id="):
+                return arg.split("=", 1)[1]
+        raise AssertionError(f"no --node_id on the raylet of {name}")
+
+    def raylet(self, name: str) -> psutil.Process:
+        assert self.base is not None
+        marker = f"{self.base / name}/"
+        for process in psutil.process_iter(["name", "cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if cmdline and cmdline[0].endswith("/raylet") and any(marker in arg for arg in cmdline):
+                return process
+        raise AssertionError(f"no raylet for node {name}")
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this cluster: those naming its temp folder or GCS address, and their children."""
+        assert self.base is not None
+        marks = (str(self.base), self.address.rsplit(":", 1)[1])
+        roots = []
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if process.pid != os.getpid() and "ray" in cmdline and (marks[0] in cmdline or f":{marks[1]}" in cmdline):
+                roots.append(process)
+        found = {p.pid: p for p in roots}
+        for process in roots:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.update({c.pid: c for c in process.children(recursive=True)})
+        return list(found.values())
+
+    def stop(self) -> None:
+        processes = self.processes()
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        _, alive = psutil.wait_procs(processes, timeout=20)
+        assert not alive, f"Ray processes left running: {alive}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayTestCluster]:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'autopeft[ray]')")
+    if os.environ.get("AUTOPEFT_TEST_RAY_ADDRESS"):
+        yield RayTestCluster(None, os.environ["AUTOPEFT_TEST_RAY_ADDRESS"])
+        return
+    # Short: Ray's unix sockets live under the temp folder, and a socket path may not exceed 107 bytes.
+    base = Path(tempfile.mkdtemp(prefix="aprt", dir="/tmp"))
+    cluster = RayTestCluster(base, f"127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    try:
+        cluster.start_head()
+        cluster.add_workers(2)
+        cluster.start_seconds = time.monotonic() - started
+        yield cluster
+    finally:
+        _disconnect()
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _disconnect() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
