@@ -1,0 +1,191 @@
+"""The Ray executor: its checks (no cluster), and studies on a real local cluster (tests/engine/conftest.py).
+
+On the cluster (a head with no resources, two worker nodes with 1 CPU and 1 logical GPU each): a study
+of the synthetic objective through the real loop on PostgreSQL spreads over both nodes with one GPU id
+per trial, read back from the attempts' worker names; a trial past its timeout is stopped; a worker
+node whose raylet is killed while it holds a trial loses only that attempt, which runs again on the
+other node, and the budget is counted once. The executor contract (test_executors.py) runs it too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from autopeft.engine.executors import TrialTimeoutError, make_executor
+from autopeft.engine.lease import FaultPolicy
+from autopeft.engine.loop import budget_spent
+from autopeft.engine.ray_executor import (
+    ClusterInfo,
+    NodeInfo,
+    RayExecutor,
+    check_address,
+    check_cluster,
+    check_gpus_per_trial,
+)
+from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.errors import ConfigError
+from autopeft.status import AttemptOutcome, TrialStatus
+from autopeft.store import Store, StudyStatus
+from tests.engine.conftest import RayTestCluster
+from tests.engine.faulty import WithOptions, echo_runner, hanging_runner
+from tests.engine.synthetic import MAX_F
+from tests.engine.test_faults import _outcomes, _run
+from tests.store_fixtures import pg_schema
+
+# -- checks, no cluster -------------------------------------------------------------------------------------
+
+TWO_NODES = ClusterInfo("h:1", (NodeInfo("a" * 56, "127.0.0.1", 4, 2), NodeInfo("b" * 56, "127.0.0.1", 2, 0)))
+
+
+def test_trials_at_once_is_what_every_node_holds() -> None:
+    assert TWO_NODES.capacity(1, 1) == 2  # only node a has GPUs
+    assert TWO_NODES.capacity(1, 0.5) == 4
+    assert TWO_NODES.capacity(1, 0) == 6
+    assert TWO_NODES.capacity(3, 0) == 1  # a trial never spans nodes
+
+
+def test_gpus_per_trial_defaults_to_one_where_the_cluster_has_gpus() -> None:
+    assert check_cluster(TWO_NODES, storage=None, gpus_per_trial=None, cpus_per_trial=1) == (1.0, 2)
+    no_gpus = ClusterInfo(None, (NodeInfo("c" * 56, "127.0.0.1", 2, 0),))
+    assert check_cluster(no_gpus, storage=None, gpus_per_trial=None, cpus_per_trial=1) == (0.0, 2)
+
+
+def test_a_trial_no_node_can_hold_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="no node of the cluster can hold one trial of 1 CPU and 3 GPU"):
+        check_cluster(TWO_NODES, storage=None, gpus_per_trial=3, cpus_per_trial=1)
+
+
+def test_sqlite_is_refused_only_with_nodes_on_other_machines() -> None:
+    elsewhere = ClusterInfo(None, (*TWO_NODES.nodes, NodeInfo("d" * 56, "203.0.113.9", 8, 8)))
+    with pytest.raises(ConfigError, match=r"nodes on other machines \(203.0.113.9\).*use PostgreSQL"):
+        check_cluster(elsewhere, storage="sqlite:///x.db", gpus_per_trial=1, cpus_per_trial=1)
+    check_cluster(elsewhere, storage="postgresql+psycopg://u@db/x", gpus_per_trial=1, cpus_per_trial=1)
+    check_cluster(TWO_NODES, storage="sqlite:///x.db", gpus_per_trial=1, cpus_per_trial=1)  # all on this machine
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), 1.5])
+def test_bad_gpus_per_trial(value: float) -> None:
+    with pytest.raises(ConfigError, match="gpus-per-trial"):
+        check_gpus_per_trial(value)
+
+
+@pytest.mark.parametrize("address", ["head", "head:port", ":6379", "ray://head:99999"])
+def test_bad_addresses(address: str) -> None:
+    with pytest.raises(ConfigError, match="not a Ray address"):
+        check_address(address)
+
+
+# -- on the local cluster ------------------------------------------------------------------------------------
+
+
+def _nodes(store: Store, name: str) -> dict[str, set[str]]:
+    """Node id (8 hex) -> the GPU ids its reported attempts held, from `ray:<ip>/<node>:<pid>:gpu<ids>`."""
+    found: dict[str, set[str]] = {}
+    for attempt in store.attempts(name):
+        if attempt.outcome is AttemptOutcome.REPORTED:
+            assert attempt.worker is not None and attempt.worker.startswith("ray:"), attempt.worker
+            _, where, _pid, gpus = attempt.worker.split(":")
+            assert gpus.startswith("gpu") and len(gpus[3:].split(",")) == 1, f"not one GPU id: {attempt.worker}"
+            found.setdefault(where.split("/")[1], set()).add(gpus[3:])
+    return found
+
+
+@pytest.mark.slow
+def test_a_study_on_postgresql_spreads_over_both_nodes_one_gpu_each(ray_cluster: RayTestCluster) -> None:
+    with pg_schema() as (user, schema):
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        store = Store(url)
+        executor = make_executor("ray", None, options={"address": ray_cluster.address, "storage": url})
+        assert isinstance(executor, RayExecutor)
+        assert (executor.workers, executor.gpus_per_trial) == (2, 1.0)  # what the two nodes hold
+        started = time.monotonic()
+        summary = _run(store, "r", WithOptions(echo_runner, {"sleep": 1.0}), executor, budget=6,
+                       policy=FaultPolicy())
+        seconds = time.monotonic() - started
+        assert summary.status is StudyStatus.COMPLETE
+        assert [t.status for t in store.trials("r")] == [TrialStatus.COMPLETE] * 6
+        nodes = _nodes(store, "r")
+        if ray_cluster.base is not None:
+            assert set(nodes) == {ray_cluster.node_of(name)[:8] for name in ray_cluster.workers}
+        assert len(nodes) == 2, nodes
+        assert seconds < 6 * 1.0 + 20  # two at a time, not one
+
+
+@pytest.mark.slow
+def test_a_trial_past_the_timeout_is_stopped_on_the_cluster(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+    executor = RayExecutor(1, address=ray_cluster.address, trial_timeout=3.0)
+    try:
+        hung = executor.submit(hanging_runner, TrialTask(study="s", number=0, config={"x": 0.5, "y": 0.5},
+                                                         trial_config=None, recipe={}, recipe_dir=".", fidelity=3,
+                                                         options={"hang_on": [0], "pid_file": str(tmp_path / "p")}))
+        with pytest.raises(TrialTimeoutError, match="3 s"):
+            hung.result(timeout=60)
+        pid = int((tmp_path / "p").read_text())
+        psutil.wait_procs([psutil.Process(pid)] if psutil.pid_exists(pid) else [], timeout=10)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        executor.shutdown(cancel=True)
+
+
+def marked_runner(task: TrialTask) -> TrialOutcome:
+    """`echo_runner` that first leaves `<folder>/<trial>-<pid>`, so a test can tell where each job runs."""
+    Path(task.options["folder"], f"{task.number}-{os.getpid()}").touch()
+    return echo_runner(task)
+
+
+@pytest.mark.slow
+def test_a_node_killed_while_it_holds_a_trial_loses_only_that_attempt(ray_cluster: RayTestCluster,
+                                                                       tmp_path: Path) -> None:
+    if ray_cluster.base is None:
+        pytest.skip("kills a node: needs the cluster this test session started")
+    victim = ray_cluster.workers[0]
+    raylet = ray_cluster.raylet(victim)
+    killed: dict[str, Any] = {}
+
+    def kill_when_it_holds_a_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for mark in tmp_path.iterdir():
+                number, pid = (int(part) for part in mark.name.split("-"))
+                try:
+                    on_victim = psutil.Process(pid).ppid() == raylet.pid
+                except psutil.NoSuchProcess:
+                    continue
+                if on_victim:
+                    raylet.kill()  # SIGKILL: the node is gone, its worker with it
+                    killed.update(trial=number, pid=pid)
+                    return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=kill_when_it_holds_a_trial, daemon=True)
+    try:
+        with pg_schema() as (user, schema):
+            url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+            store = Store(url)
+            executor = RayExecutor(address=ray_cluster.address, storage=url)
+            watcher.start()
+            summary = _run(store, "k", WithOptions(marked_runner, {"sleep": 3.0, "folder": str(tmp_path)}),
+                           executor, budget=4, policy=FaultPolicy())
+            watcher.join(timeout=5)
+            assert killed, "no trial ran on the node to kill"
+            assert summary.status is StudyStatus.COMPLETE
+            trials = store.trials("k")
+            assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 4  # every trial accounted for
+            history = _outcomes(store, "k")
+            assert history[killed["trial"]] == [AttemptOutcome.LOST, AttemptOutcome.REPORTED]
+            assert all(h == [AttemptOutcome.REPORTED] for n, h in history.items() if n != killed["trial"])
+            assert budget_spent(store.results("k"), MAX_F) == pytest.approx(4.0)  # the lost job cost nothing
+            assert len(store.results("k")) == 4
+            survivor = ray_cluster.node_of(ray_cluster.workers[1])[:8]
+            retried = [a for a in store.attempts("k") if a.trial_number == killed["trial"]][-1]
+            assert retried.worker is not None and f"/{survivor}:" in retried.worker  # ran again on the other node
+    finally:
+        ray_cluster.workers.remove(victim)
+        ray_cluster.add_workers(1)  # two live worker nodes again for the tests after this one
