@@ -88,16 +88,6 @@ def _fit_consoles() -> None:
             each.width = PIPE_WIDTH
 
 
-def progress_bar(enabled: bool) -> AbstractContextManager[Any]:
-    """A transient rich progress bar on stderr, or a null context when output is machine-readable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    if not enabled:
-        return nullcontext(None)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=True)
-
-
 def training_progress(enabled: bool = True) -> AbstractContextManager[Any]:
     """What `trial run` and `train` show while a model trains, on stderr (stdout stays for the result).
 

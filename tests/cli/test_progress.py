@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.cli.app import PIPE_WIDTH, LineProgress, training_progress
+from autopeft.cli.app import PIPE_WIDTH, BarProgress, LineProgress, training_progress
 from tests.cli.test_results import build_study
 from tests.cli.test_study import TINY_SPACE
 from tests.conftest import TINY_PLAN, tiny_recipe_dict
@@ -76,6 +76,17 @@ def test_a_resumed_run_counts_from_where_it_was() -> None:
     assert lines[0] == "training: 5 steps to go of 10, batch 2"
     assert [line.split()[2] for line in lines[1:]] == ["6/10", "7/10", "8/10", "9/10", "10/10"]
     assert "2.0 examples/s" in lines[-1]  # the 5 steps of this run, not the 10 of the trial
+
+
+def test_the_bar_on_a_terminal_shows_rate_loss_and_time_left() -> None:
+    out = io.StringIO()
+    bar = BarProgress(Console(file=out, force_terminal=True, width=120))
+    bar.begin(4, 0, 8)
+    bar.step(1, 0.6931)
+    bar._bar.refresh()  # drawn now, not at rich's next tick
+    bar.end()
+    drawn = out.getvalue()
+    assert "1/4" in drawn and "examples/s" in drawn and "loss 0.6931" in drawn and "left" in drawn
 
 
 def test_the_cli_picks_lines_off_a_terminal_and_nothing_for_json() -> None:
