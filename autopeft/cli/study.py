@@ -40,13 +40,23 @@ app.add_typer(study_app, name="study")
 
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Training budget in full-fidelity trials.")]
 MaxTime = Annotated[str | None, typer.Option("--max-time", help="Wall-time limit: 90s, 30m, 2h (or seconds).")]
-Workers = Annotated[int, typer.Option("--workers", min=1, help="Trials run in parallel (local process pool).")]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="Trials run in parallel (default 1; with "
+                                            "--executor ray, what the cluster holds).")]
 MaxRetries = Annotated[int, typer.Option("--max-retries", min=0, help="Runs of a trial again after its worker "
                                         "died or went silent, from its checkpoint.")]
 TrialTimeout = Annotated[str | None, typer.Option("--trial-timeout", help="Fail a trial whose job runs longer: "
                                                   "90s, 30m, 2h (default: no limit).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; print the front at the end.")]
-Executor = Annotated[str, typer.Option("--executor", help="local (process pool) or inprocess (debugging).")]
+Executor = Annotated[str, typer.Option("--executor", help="local (process pool), ray (a Ray cluster) or inprocess "
+                                      "(debugging).")]
+RayAddress = Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="With --executor ray: "
+                                                "auto, HOST:PORT of the head, or ray://HOST:10001 (default: "
+                                                "RAY_ADDRESS, else a new Ray on this machine).")]
+GpusPerTrial = Annotated[float | None, typer.Option("--gpus-per-trial", help="With --executor ray: GPUs per trial; "
+                                                    "0.5 shares one between two (default 1 where the cluster has "
+                                                    "GPUs, else 0).")]
+CpusPerTrial = Annotated[float | None, typer.Option("--cpus-per-trial", help="With --executor ray: CPUs per trial "
+                                                    "(default 1).")]
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
                                               "beside the SQLite file).")]
 
@@ -106,7 +116,7 @@ def study_run(
     strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
     budget: BudgetOpt = 10.0,
     max_time: MaxTime = None,
-    workers: Workers = 1,
+    workers: Workers = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler and the scheduler.")] = 0,
     objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated: score, trainable_params, "
                                             "train_seconds, peak_memory_mb.")] = "score,trainable_params",
@@ -118,9 +128,12 @@ def study_run(
     quiet: Quiet = False,
     threads: Threads = None,
     device: Device = None,
+    ray_address: RayAddress = None,
+    gpus_per_trial: GpusPerTrial = None,
+    cpus_per_trial: CpusPerTrial = None,
 ) -> None:
     """Create a study and run it until the budget is spent, showing the front as it grows."""
-    from autopeft.engine.checks import check_run_options, check_storage, check_study
+    from autopeft.engine.checks import check_ray_cluster, check_run_options, check_storage, check_study
     from autopeft.engine.study import create_study, run_study
     from autopeft.store import Lease, Store
     from autopeft.train.resources import check_device, check_threads
@@ -131,22 +144,24 @@ def study_run(
     names = tuple(n.strip() for n in objectives.split(",") if n.strip())
     # Every input is checked before the store is opened: a bad one writes no row, no file, no folder.
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
-                            runs_dir=runs_dir)
+                            runs_dir=runs_dir, ray_address=ray_address, gpus_per_trial=gpus_per_trial,
+                            cpus_per_trial=cpus_per_trial)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     check_storage(storage)
     checked = check_study(space, trial, name=name, strategy=strategy, seed=seed, objectives=names, eta=eta,
                           budget=budget)
+    shown = check_ray_cluster(run, storage) if run.executor == "ray" else run.workers
     store = Store(storage)
     lease = Lease.for_this_process()
     study_name, _ = create_study(store, checked, lease=lease)
-    err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {workers} worker(s), "
+    err_console.print(f"study {study_name}: {strategy}, budget {budget:g} full trials, {shown} worker(s), "
                       f"store {display_url(storage)}", highlight=False)
     _print_plan(checked)
     _print_dashboard_hint(study_name, storage)
     summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
                         runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease,
-                        threads=threads, device=device)
+                        threads=threads, device=device, executor_options=run.executor_options)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 
@@ -176,7 +191,7 @@ def study_resume(
     budget: Annotated[float | None, typer.Option("--budget", help="Total budget of the study in full-fidelity "
                                                  "trials (default: the one it was created with).")] = None,
     max_time: MaxTime = None,
-    workers: Workers = 1,
+    workers: Workers = None,
     executor: Executor = "local",
     runs_dir: RunsDir = None,
     max_retries: MaxRetries = 2,
@@ -187,21 +202,27 @@ def study_resume(
     quiet: Quiet = False,
     threads: Threads = None,
     device: Device = None,
+    ray_address: RayAddress = None,
+    gpus_per_trial: GpusPerTrial = None,
+    cpus_per_trial: CpusPerTrial = None,
 ) -> None:
     """Continue a paused or crashed study from the store; interrupted trials continue from their checkpoints."""
-    from autopeft.engine.checks import check_run_options
+    from autopeft.engine.checks import check_ray_cluster, check_run_options
     from autopeft.engine.study import run_study
     from autopeft.train.resources import check_device, check_threads
 
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
-                            runs_dir=runs_dir, require_budget=False)
+                            runs_dir=runs_dir, require_budget=False, ray_address=ray_address,
+                            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     store = open_store(storage)
     _require(store, name)
+    if run.executor == "ray":
+        check_ray_cluster(run, storage)
     summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
                         runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy,
-                        threads=threads, device=device)
+                        threads=threads, device=device, executor_options=run.executor_options)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 

@@ -45,9 +45,10 @@ class RunOptions:
     """How a run (or resume) of a study spends its budget and where its trials go, validated."""
 
     budget: Budget
-    workers: int
+    workers: int | None  # None: for Ray, what the cluster holds
     executor: str
     runs_dir: Path | None
+    executor_options: Mapping[str, Any] | None = None  # Ray's: address, gpus_per_trial, cpus_per_trial
 
 
 @dataclass(frozen=True)
@@ -103,25 +104,56 @@ def check_storage(url: str) -> str:
     return url
 
 
-def check_run_options(*, budget: float | None, max_time: float | None, workers: int, executor: str,
-                      runs_dir: Path | None, require_budget: bool = True) -> RunOptions:
-    """The options of one run of the loop; `require_budget=False` where the store holds one (resume)."""
+def check_run_options(*, budget: float | None, max_time: float | None, workers: int | None, executor: str,
+                      runs_dir: Path | None, require_budget: bool = True, ray_address: str | None = None,
+                      gpus_per_trial: float | None = None, cpus_per_trial: float | None = None) -> RunOptions:
+    """The options of one run of the loop; `require_budget=False` where the store holds one (resume).
+
+    ``workers`` None is 1, or with ``executor="ray"`` what the cluster holds. The Ray options are checked
+    here without a cluster; `check_ray_cluster` then checks them against the cluster itself.
+    """
     from autopeft.engine.loop import Budget
+    from autopeft.engine.ray_executor import check_address, check_cpus_per_trial, check_gpus_per_trial
 
     for value, field in ((budget, "budget"), (max_time, "max-time")):
         if value is not None and (not math.isfinite(value) or value <= 0):
             raise ConfigError(f"must be > 0 and finite, got {value}", field=field)
     if require_budget and budget is None and max_time is None:
         raise ConfigError("give a budget (--budget N full trials, or --max-time)", field="budget")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if workers is None and executor != "ray":
+        workers = 1
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"must be an integer >= 1, got {workers!r}", field="workers")
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; accepted: {', '.join(EXECUTORS)}", field="executor")
+    ray_options: dict[str, Any] | None = None
+    if executor == "ray":
+        ray_options = {"address": check_address(ray_address), "gpus_per_trial": check_gpus_per_trial(gpus_per_trial),
+                       "cpus_per_trial": check_cpus_per_trial(1.0 if cpus_per_trial is None else cpus_per_trial)}
+    else:
+        for value, field in ((gpus_per_trial, "gpus-per-trial"), (cpus_per_trial, "cpus-per-trial")):
+            if value is not None:
+                raise ConfigError(f"applies to --executor ray only (this run uses {executor})", field=field)
     if executor == "inprocess" and workers != 1:
         raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")
     if runs_dir is not None and runs_dir.exists() and not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} exists and is not a folder", field="runs-dir")
-    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs_dir)
+    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs_dir, ray_options)
+
+
+def check_ray_cluster(run: RunOptions, storage: str) -> int:
+    """Connect to the run's Ray cluster and check it can run it: the trials it holds at once, else `ConfigError`.
+
+    A trial of ``gpus_per_trial`` and ``cpus_per_trial`` must fit on one node, and a SQLite store is refused
+    when any node is on another machine (its trials could not reach the file).
+    """
+    from autopeft.engine.ray_executor import check_cluster, connect
+
+    options = dict(run.executor_options or {})
+    _, capacity = check_cluster(connect(options.get("address")), storage=storage,
+                                gpus_per_trial=options.get("gpus_per_trial"),
+                                cpus_per_trial=float(options.get("cpus_per_trial") or 1.0))
+    return min(run.workers or capacity, capacity)
 
 
 def check_study_options(*, name: str | None, strategy: str, seed: int, objectives: Sequence[str],

@@ -9,6 +9,7 @@ an existing study resumes it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -64,12 +65,15 @@ def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = N
     return study_name, definition
 
 
-def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int = 1,
+def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int | None = 1,
               executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
               runner: Runner | None = None, resume: bool = False, force: bool = False,
               policy: FaultPolicy | None = None, lease: Lease | None = None, threads: int | None = None,
-              device: str | None = None) -> StudySummary:
+              device: str | None = None, executor_options: Mapping[str, Any] | None = None) -> StudySummary:
     """Run (or resume) study ``name`` from the store until its budget is spent.
+
+    ``executor_options`` go to the Ray executor (``address``, ``gpus_per_trial``, ``cpus_per_trial``); there
+    ``workers`` None means what the cluster holds.
 
     ``threads`` and ``device`` (`--threads`, `--device`) apply to every trial of this run; by default a
     trial gets its recipe's, and a pool's trials split the cores this process may use between them.
@@ -81,12 +85,13 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     with DriverLease(store, name, lease or Lease.for_this_process(), ttl=policy.lease_ttl, force=force) as held:
         return _run_held(store, name, held, budget=budget, workers=workers, executor=executor, runs_dir=runs_dir,
                          display=display, runner=runner, resume=resume, policy=policy, threads=threads,
-                         device=device)
+                         device=device, executor_options=executor_options)
 
 
-def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int, executor: str,
-              runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
-              policy: FaultPolicy, threads: int | None, device: str | None) -> StudySummary:
+def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int | None,
+              executor: str, runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
+              policy: FaultPolicy, threads: int | None, device: str | None,
+              executor_options: Mapping[str, Any] | None = None) -> StudySummary:
     from autopeft.engine.worker import run_trial
     from autopeft.train.counting import ParamCounter
 
@@ -114,7 +119,9 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
-    pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout, threads=threads, device=device)
+    ray_options = {"storage": store.url, **(executor_options or {})} if executor == "ray" else None
+    pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout, threads=threads, device=device,
+                         options=ray_options)
     if not isinstance(pool, InProcessExecutor):
         import torch
 

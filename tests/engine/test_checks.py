@@ -140,8 +140,11 @@ def test_study_options(options: dict[str, Any], field: str) -> None:
 
 @pytest.mark.parametrize(("options", "field"), [
     ({"budget": 0.0}, "budget"), ({"budget": math.nan}, "budget"), ({"budget": None}, "budget"),
-    ({"max_time": -5.0}, "max-time"), ({"workers": 0}, "workers"), ({"executor": "ray"}, "executor"),
+    ({"max_time": -5.0}, "max-time"), ({"workers": 0}, "workers"), ({"executor": "dask"}, "executor"),
     ({"executor": "inprocess", "workers": 2}, "workers"),
+    ({"executor": "ray", "gpus_per_trial": -1.0}, "gpus-per-trial"), ({"executor": "ray", "cpus_per_trial": 0.0},
+                                                                      "cpus-per-trial"),
+    ({"executor": "ray", "ray_address": "head"}, "ray-address"), ({"gpus_per_trial": 1.0}, "gpus-per-trial"),
 ])
 def test_run_options(options: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = {"budget": 1.0, "max_time": None, "workers": 1, "executor": "local", "runs_dir": None,

@@ -134,6 +134,31 @@ def test_a_trial_past_the_timeout_is_stopped_on_the_cluster(ray_cluster: RayTest
         executor.shutdown(cancel=True)
 
 
+@pytest.mark.slow
+def test_study_run_with_executor_ray_trains_real_trials_on_the_cluster(ray_cluster: RayTestCluster, tmp_path: Path,
+                                                                       tiny_model_dir: Path) -> None:
+    """The CLI end to end: a tiny BERT on the demo task, SQLite beside it (every node is on this machine)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from autopeft.cli import app
+    from tests.cli.test_study import TINY_SPACE
+    from tests.conftest import tiny_recipe_dict
+
+    recipe, space, url = tmp_path / "recipe.yaml", tmp_path / "space.yaml", f"sqlite:///{tmp_path / 's.db'}"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, fmin=2, fmax=6, threads=1)), encoding="utf-8")
+    space.write_text(yaml.safe_dump(TINY_SPACE), encoding="utf-8")
+    result = CliRunner().invoke(app, ["study", "run", "--space", str(space), "--trial", str(recipe), "--storage", url,
+                                      "--name", "c", "--strategy", "random", "--budget", "2", "--quiet",
+                                      "--executor", "ray", "--ray-address", ray_cluster.address])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "2 worker(s)" in result.stderr  # what the two nodes hold
+    store = Store(url)
+    assert [t.status for t in store.trials("c")] == [TrialStatus.COMPLETE] * 2
+    assert len(_nodes(store, "c")) >= 1  # ray workers with one GPU id each
+    assert all((tmp_path / "autopeft_runs" / "c" / f"trial_{n}").is_dir() for n in (0, 1))  # checkpoints
+
+
 def marked_runner(task: TrialTask) -> TrialOutcome:
     """`echo_runner` that first leaves `<folder>/<trial>-<pid>`, so a test can tell where each job runs."""
     Path(task.options["folder"], f"{task.number}-{os.getpid()}").touch()
