@@ -286,12 +286,12 @@ def test_demo_task_loads_from_package(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTOPEFT_DATA_DIR", raising=False)
     task = load_task(TaskSpec(name="demo"))
-    assert len(task.train) + len(task.validation) == 320 and len(task.dev) == 80
+    assert len(task.train) + len(task.validation) == 800 and len(task.dev) == 200
     assert task.label_names == ("negative", "positive") and task.metric == "accuracy"
     everything = task.train + task.validation + task.dev
-    assert sum(ex.label for ex in everything) == 200  # balanced
-    assert len({ex.text for ex in everything}) == 400  # no duplicates, so no leaks between splits
-    assert sum(ex.label for ex in task.dev) == 40
+    assert sum(ex.label for ex in everything) == 500  # balanced
+    assert len({ex.text for ex in everything}) == 1000  # no duplicates, so no leaks between splits
+    assert sum(ex.label for ex in task.dev) == 100
 
 
 @pytest.fixture(scope="module")
