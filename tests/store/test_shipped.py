@@ -18,6 +18,8 @@ from autopeft.engine.loop import Budget
 from autopeft.engine.study import new_study, run_study
 from autopeft.engine.task import TrialOutcome, TrialTask
 from autopeft.peft import PeftPlan
+from autopeft.peft.expressible import peft_reasons
+from autopeft.peft.roles import ARCHITECTURES
 from autopeft.space import load_space
 from autopeft.space.config import TrialConfig
 from autopeft.status import TrialStatus
@@ -33,7 +35,7 @@ NUM_LAYERS = 6  # MiniLM-L6, the model of both shipped recipes
 
 
 def test_the_shipped_files_are_all_here() -> None:
-    assert {p.stem for p in SPACES} >= {"autopeft", "lora", "mixed", "quickstart"}
+    assert {p.stem for p in SPACES} >= {"autopeft", "lora", "lora_peft", "mixed", "quickstart"}
     assert {p.stem for p in RECIPES} >= {"demo", "minilm-sst2"}
 
 
@@ -73,8 +75,10 @@ def test_a_study_on_every_shipped_space_runs(store_url: str, space_path: Path, t
         """What the trial job checks before training: a valid `TrialConfig` whose plan fits the model,
         and the one the space file compiles the configuration to."""
         config = TrialConfig.model_validate(dict(task.trial_config or {}))
-        PeftPlan.from_selectors(config.plan, NUM_LAYERS)
+        plan = PeftPlan.from_selectors(config.plan, NUM_LAYERS)
         assert config == written.compile(task.config, NUM_LAYERS)
+        if written.needs_peft:  # the sampler was told so: every trial can be exported to peft (MiniLM is a BERT)
+            assert peft_reasons(plan, ARCHITECTURES["bert"]) == []
         seen.append(task.number)
         size = len(config.plan)
         score = (0.5 + 0.04 * size) * (1 - 0.5 * math.exp(-task.fidelity / 30))
