@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, replace
@@ -35,6 +36,8 @@ from autopeft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: How often `RayExecutor.workers` looks at the live nodes again (nodes die and join during a study).
+CAPACITY_CHECK_SECONDS = 5.0
 #: `ray.exceptions` that mean the task's worker, node or result was lost (not that the trial failed).
 LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
                "OwnerDiedError", "ObjectReconstructionFailedError", "ObjectFetchTimedOutError",
@@ -71,6 +74,11 @@ class ClusterInfo:
                                                                       (node.gpus, gpus_per_trial)) if need > 0]
             total += min(fits) if fits else 0
         return total
+
+    @staticmethod
+    def live_nodes(ray: Any) -> tuple[NodeInfo, ...]:
+        return tuple(NodeInfo(n["NodeID"], n["NodeManagerAddress"], float(n["Resources"].get("CPU", 0)),
+                              float(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive"))
 
     def remote_ips(self) -> list[str]:
         """Node addresses that are not this machine's (nodes on other machines)."""
@@ -138,9 +146,7 @@ def connect(address: str | None = None) -> ClusterInfo:
             where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
             raise ConfigError(f"cannot connect to the Ray cluster at {where}: {first}", field="ray-address") from None
         _connected_here = True
-    nodes = tuple(NodeInfo(n["NodeID"], n["NodeManagerAddress"], float(n["Resources"].get("CPU", 0)),
-                           float(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive"))
-    return ClusterInfo(address, nodes)
+    return ClusterInfo(address, ClusterInfo.live_nodes(ray))
 
 
 def disconnect() -> None:
@@ -193,8 +199,10 @@ class RayExecutor(Executor):
     """Runs each trial as a Ray task on the cluster at ``address``; up to ``workers`` at once.
 
     ``workers`` defaults to what the cluster's live nodes hold (trials of ``cpus_per_trial`` CPUs and
-    ``gpus_per_trial`` GPUs, each within one node); more than that is cut to it, since a trial queued in
-    Ray would miss its heartbeats and be taken as lost. ``gpus_per_trial`` defaults to 1 where the cluster
+    ``gpus_per_trial`` GPUs, each within one node), and is never more: a trial queued in Ray would miss
+    its heartbeats and be taken as lost. It follows the cluster (looked at every `CAPACITY_CHECK_SECONDS`):
+    after a node dies the loop starts fewer trials at once, and more again when nodes join, up to the
+    ``workers`` asked for. ``gpus_per_trial`` defaults to 1 where the cluster
     has GPUs, else 0. ``storage`` (the study's store URL) lets the executor refuse SQLite on a cluster with
     nodes on other machines.
     """
@@ -211,6 +219,7 @@ class RayExecutor(Executor):
                                                       cpus_per_trial=self.cpus_per_trial)
         if workers is not None and workers > capacity:
             log.warning("the cluster holds %d trials at once; running %d, not %d", capacity, capacity, workers)
+        self._limit, self._capacity, self._checked = workers, capacity, time.monotonic()
         super().__init__(min(workers or capacity, capacity), trial_timeout=trial_timeout, threads=threads,
                          device=device)
         self._ray = ray
@@ -220,6 +229,24 @@ class RayExecutor(Executor):
         self._refs: dict[Future[TrialOutcome], Any] = {}
         self._timers: dict[Future[TrialOutcome], threading.Timer] = {}
         self._lock = threading.Lock()
+
+    @property
+    def workers(self) -> int:
+        """The most trials at once: what the live nodes hold now (at least 1), up to the ``workers`` asked for."""
+        now = time.monotonic()
+        if now - self._checked >= CAPACITY_CHECK_SECONDS and self._ray.is_initialized():
+            self._checked = now
+            try:
+                nodes = ClusterInfo.live_nodes(self._ray)
+            except Exception as err:  # the GCS did not answer: keep the last figure
+                log.debug("could not list the Ray nodes: %s", err)
+            else:
+                self._capacity = ClusterInfo(None, nodes).capacity(self.cpus_per_trial, self.gpus_per_trial)
+        return max(1, min(self._limit or self._capacity, self._capacity))
+
+    @workers.setter
+    def workers(self, value: int) -> None:  # the base class's constructor sets it
+        pass
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         outer: Future[TrialOutcome] = Future()

@@ -162,6 +162,24 @@ def test_study_run_with_executor_ray_trains_real_trials_on_the_cluster(ray_clust
     assert all((tmp_path / "autopeft_runs" / "c" / f"trial_{n}").is_dir() for n in (0, 1))  # checkpoints
 
 
+@pytest.mark.slow
+def test_shutdown_with_cancel_ends_the_running_tasks(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+    """What Ctrl-C on the driver does through the loop: the running Ray tasks are cancelled, their processes end."""
+    executor = RayExecutor(address=ray_cluster.address)
+    futures = [executor.submit(echo_runner, TrialTask(study="s", number=i, config={"x": 0.5, "y": 0.5},
+                                                      trial_config=None, recipe={}, recipe_dir=".", fidelity=3,
+                                                      options={"sleep": 600, "pid_file": str(tmp_path / f"p{i}")}))
+               for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"p{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int((tmp_path / f"p{i}").read_text()) for i in range(2)]
+    executor.shutdown(cancel=True)
+    assert all(f.cancelled() for f in futures)
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "a cancelled trial's process lives on"
+
+
 def marked_runner(task: TrialTask) -> TrialOutcome:
     """`echo_runner` that first leaves `<folder>/<trial>-<pid>`, so a test can tell where each job runs."""
     Path(task.options["folder"], f"{task.number}-{os.getpid()}").touch()
@@ -188,7 +206,11 @@ def test_a_node_killed_while_it_holds_a_trial_loses_only_that_attempt(ray_cluste
                     continue
                 if on_victim:
                     raylet.kill()  # SIGKILL: the node is gone, its worker with it
-                    killed.update(trial=number, pid=pid)
+                    killed.update(trial=number, pid=pid, at=time.monotonic())
+                    while time.monotonic() < deadline and "shrank" not in killed:
+                        if executor.workers == 1:  # the loop starts one trial at a time on the one node left
+                            killed["shrank"] = time.monotonic() - killed["at"]
+                        time.sleep(0.2)
                     return
             time.sleep(0.1)
 
@@ -198,19 +220,21 @@ def test_a_node_killed_while_it_holds_a_trial_loses_only_that_attempt(ray_cluste
             url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
             store = Store(url)
             executor = RayExecutor(address=ray_cluster.address, storage=url)
+            assert executor.workers == 2
             watcher.start()
             summary = _run(store, "k", WithOptions(marked_runner, {"sleep": 3.0, "folder": str(tmp_path)}),
-                           executor, budget=4, policy=FaultPolicy())
+                           executor, budget=6, policy=FaultPolicy())
             watcher.join(timeout=5)
             assert killed, "no trial ran on the node to kill"
+            assert "shrank" in killed, "the executor still counted the dead node's GPU"
             assert summary.status is StudyStatus.COMPLETE
             trials = store.trials("k")
-            assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 4  # every trial accounted for
+            assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 6  # every trial accounted for
             history = _outcomes(store, "k")
             assert history[killed["trial"]] == [AttemptOutcome.LOST, AttemptOutcome.REPORTED]
             assert all(h == [AttemptOutcome.REPORTED] for n, h in history.items() if n != killed["trial"])
-            assert budget_spent(store.results("k"), MAX_F) == pytest.approx(4.0)  # the lost job cost nothing
-            assert len(store.results("k")) == 4
+            assert budget_spent(store.results("k"), MAX_F) == pytest.approx(6.0)  # the lost job cost nothing
+            assert len(store.results("k")) == 6
             survivor = ray_cluster.node_of(ray_cluster.workers[1])[:8]
             retried = [a for a in store.attempts("k") if a.trial_number == killed["trial"]][-1]
             assert retried.worker is not None and f"/{survivor}:" in retried.worker  # ran again on the other node
