@@ -145,7 +145,7 @@ def study_run(
     # Every input is checked before the store is opened: a bad one writes no row, no file, no folder.
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, ray_address=ray_address, gpus_per_trial=gpus_per_trial,
-                            cpus_per_trial=cpus_per_trial)
+                            cpus_per_trial=cpus_per_trial, device=device)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     check_storage(storage)
@@ -213,7 +213,7 @@ def study_resume(
 
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, require_budget=False, ray_address=ray_address,
-                            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial)
+                            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, device=device)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     store = open_store(storage)

@@ -106,7 +106,8 @@ def check_storage(url: str) -> str:
 
 def check_run_options(*, budget: float | None, max_time: float | None, workers: int | None, executor: str,
                       runs_dir: Path | None, require_budget: bool = True, ray_address: str | None = None,
-                      gpus_per_trial: float | None = None, cpus_per_trial: float | None = None) -> RunOptions:
+                      gpus_per_trial: float | None = None, cpus_per_trial: float | None = None,
+                      device: str | None = None) -> RunOptions:
     """The options of one run of the loop; `require_budget=False` where the store holds one (resume).
 
     ``workers`` None is 1, or with ``executor="ray"`` what the cluster holds. The Ray options are checked
@@ -128,6 +129,9 @@ def check_run_options(*, budget: float | None, max_time: float | None, workers: 
         raise ConfigError(f"unknown executor {executor!r}; accepted: {', '.join(EXECUTORS)}", field="executor")
     ray_options: dict[str, Any] | None = None
     if executor == "ray":
+        if device not in (None, "cpu"):
+            raise ConfigError(f"with --executor ray a trial trains on the GPU Ray gives it (--gpus-per-trial); "
+                              f"--device takes only cpu there, got {device!r}", field="device")
         ray_options = {"address": check_address(ray_address), "gpus_per_trial": check_gpus_per_trial(gpus_per_trial),
                        "cpus_per_trial": check_cpus_per_trial(1.0 if cpus_per_trial is None else cpus_per_trial)}
     else:

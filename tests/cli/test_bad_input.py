@@ -269,6 +269,8 @@ def _cases(model_dir: Path) -> dict[str, Case]:
                                       ("gpus-per-trial", "must be >= 0", "got -1")),
         "run ray gpus 1.5": Case((*RUN, "--executor", "ray", "--gpus-per-trial", "1.5"),
                                  ("gpus-per-trial", "whole number of GPUs")),
+        "run ray device cuda": Case((*RUN, "--executor", "ray", "--device", "cuda"),
+                                    ("device", "the GPU Ray gives it", "only cpu")),
         "run gpus without ray": Case((*RUN, "--gpus-per-trial", "1"), ("gpus-per-trial", "--executor ray only")),
         "resume ray cpus 0": Case(("study", "resume", "done", "--storage", "{store}", "--executor", "ray",
                                    "--cpus-per-trial", "0"), ("cpus-per-trial", "must be > 0")),
