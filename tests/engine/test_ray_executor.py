@@ -10,6 +10,10 @@ other node, and the budget is counted once. The executor contract (test_executor
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -33,7 +37,7 @@ from autopeft.engine.task import TrialOutcome, TrialTask
 from autopeft.errors import ConfigError
 from autopeft.status import AttemptOutcome, TrialStatus
 from autopeft.store import Store, StudyStatus
-from tests.engine.conftest import RayTestCluster
+from tests.engine.conftest import REPO, RayTestCluster
 from tests.engine.faulty import WithOptions, echo_runner, hanging_runner
 from tests.engine.synthetic import MAX_F
 from tests.engine.test_faults import _outcomes, _run
@@ -178,6 +182,35 @@ def test_shutdown_with_cancel_ends_the_running_tasks(ray_cluster: RayTestCluster
     assert all(f.cancelled() for f in futures)
     _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "a cancelled trial's process lives on"
+
+
+@pytest.mark.slow
+def test_tasks_die_with_their_killed_driver(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+    """SIGKILL of the driver: Ray ends its job's tasks, so none trains on beside a resumed study."""
+    script = textwrap.dedent(f"""
+        import time
+        from autopeft.engine.ray_executor import RayExecutor
+        from autopeft.engine.task import TrialTask
+        from tests.engine.faulty import echo_runner
+        executor = RayExecutor(2, address={ray_cluster.address!r})
+        for i in range(2):
+            options = {{"sleep": 600, "pid_file": r"{tmp_path}/w%d" % i}}
+            executor.submit(echo_runner, TrialTask(study="s", number=i, config={{"x": 0.5, "y": 0.5}},
+                            trial_config=None, recipe={{}}, recipe_dir=".", fidelity=3, options=options))
+        time.sleep(600)
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 90
+        while not all((tmp_path / f"w{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = [int((tmp_path / f"w{i}").read_text()) for i in range(2)]
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=10)
+        _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "a task outlived its killed driver"
+    finally:
+        driver.kill()
 
 
 def marked_runner(task: TrialTask) -> TrialOutcome:
