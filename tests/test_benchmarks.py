@@ -62,3 +62,29 @@ def test_dashboard_load_quick(tmp_path: Path) -> None:
         for name in ("list_studies", "load_study", "study_version"):
             assert figures[name]["median_s"] > 0 and figures[name]["runs"] == 2
             assert figures[name]["statements"] <= 12  # a few queries per page, never one per trial
+
+
+def test_dashboard_peer_quick(tmp_path: Path) -> None:
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install -e '.[bench]')")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/dashboard_peer.py"), "--quick", "--out",
+                           str(tmp_path / "p.json")], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "p_quick.json").read_text())
+    assert report["quick"] is True and report["sizes"]["trials"] == 200
+    assert report["machine"]["optuna_dashboard"] == "0.21.0" and report["notes"]
+    measured = {name: figures for name, figures in report["backends"].items() if "skipped" not in figures}
+    assert "sqlite" in measured
+    for figures in measured.values():
+        # The study as dashboard_load.py's: 200 trials, 4 reports each on average, a fifth complete.
+        study = figures["study"]
+        assert study["trials"] == 200 and study["intermediate_values"] == 797
+        assert study["states"] == {"COMPLETE": 38, "FAIL": 4, "PRUNED": 155, "RUNNING": 3}
+        assert study["poll_after"] == 197
+        requests = figures["requests"]
+        assert set(requests) == {"meta", "studies", "study_detail", "param_importances", "poll"}
+        for f in requests.values():
+            assert f["cold_s"] > 0 and f["warm_median_s"] > 0 and f["runs"] == 2
+        assert requests["study_detail"]["refetch_median_s"] > 0 and requests["poll"]["refetch_median_s"] > 0
+        # The first load sends every trial; the poll only those from the first running one on.
+        assert requests["study_detail"]["bytes"] > 3 * requests["poll"]["bytes"] > 0
+        assert figures["first_load"]["cold_s"] > 0 and figures["first_load"]["reload_s"] > 0
