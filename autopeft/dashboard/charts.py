@@ -59,6 +59,12 @@ def _array(values: Iterable[float | int | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def _numbers(numbers: Sequence[int], most: int = 12) -> str:
+    """Trial numbers for a hover line: a long front's would not fit (nor be read), so the first few and a count."""
+    shown = ", ".join(map(str, numbers[:most]))
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
+
+
 def _texts(values: Iterable[str]) -> np.ndarray:
     """Hover texts as one array, for the same reason as `_array`."""
     return np.array(list(values), dtype=object)
@@ -211,7 +217,7 @@ def hypervolume_figure(view: StudyView, *, x: str = "budget") -> go.Figure:
         name=view.name, x=_array(xs), y=_array(s.hypervolume for s in snapshots), mode="lines+markers",
         line={"shape": "hv"},
         hovertext=_texts(f"hypervolume {s.hypervolume:.6g}<br>{s.budget_used:.2f} trials of budget, "
-                         f"{s.seconds:,.0f} s<br>front: {', '.join(map(str, s.trial_numbers))}" for s in snapshots),
+                         f"{s.seconds:,.0f} s<br>front: {_numbers(s.trial_numbers)}" for s in snapshots),
         hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(xaxis={"title": {"text": "budget spent (full-fidelity trials)" if x == "budget"
                                        else "seconds since the first trial started"}},
