@@ -379,14 +379,14 @@ def _machine() -> dict[str, Any]:
             "optuna_dashboard": optuna_dashboard.__version__}
 
 
-def _ours() -> dict[str, Any]:
-    """Our figures from the last dashboard_load.json, for the summary (not measured here)."""
-    path = ROOT / "benchmarks/results/dashboard_load.json"
+def _ours(path: Path) -> dict[str, Any]:
+    """Our figures from a dashboard_load.py report (by default the last full run's), for comparison: they
+    are not measured here."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    out: dict[str, Any] = {"from": str(path.relative_to(ROOT)), "when": report.get("when")}
+    out: dict[str, Any] = {"from": str(path), "when": report.get("when"), "cpu": report.get("machine", {}).get("cpu")}
     for backend, figures in report.get("backends", {}).items():
         if "load_study" in figures:
             out[backend] = {"load_study_light_median_s": figures["load_study"]["median_s"],
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fill-api", action="store_true", help="fill through Study.add_trials (slow)")
     parser.add_argument("--sqlite-file", type=Path, help="fill this SQLite file (kept), or reuse it when it exists")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard_peer.json")
+    parser.add_argument("--ours", type=Path, default=ROOT / "benchmarks/results/dashboard_load.json",
+                        help="the dashboard_load.py report whose figures the summary quotes (not measured here)")
     args = parser.parse_args(argv)
     trials, runs, out = args.trials, args.runs, args.out
     if args.quick:
@@ -439,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": f"per request: cold = first call on a fresh app; warm = median of {runs} calls with the app's "
                   f"trial list fresh; refetch = median of {runs} calls with it expired (see the docstring); "
                   f"first_load = the four first-load requests in sequence",
-        "notes": NOTES, "ours": _ours(), "backends": {}}
+        "notes": NOTES, "ours": _ours(args.ours), "backends": {}}
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.sqlite_file or Path(tmp) / "peer.db"
