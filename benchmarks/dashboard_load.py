@@ -28,13 +28,11 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pg_scratch import machine, pg_reachable, pg_schema  # noqa: E402 (benchmarks/, the script's folder)
 from sqlalchemy import event  # noqa: E402
 
 from autopeft.dashboard.data import list_studies, load_study, open_read_only, study_version  # noqa: E402
@@ -304,56 +303,6 @@ def measure_pages(url: str, runs: int) -> dict[str, Any]:
         page_study.render_study, page_trial.render_trial = originals
 
 
-def _pg_reachable(url: str) -> tuple[bool, str]:
-    try:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        with psycopg.connect(host=parsed.host, port=parsed.port or 5432, dbname=parsed.database,
-                             user=parsed.username, connect_timeout=2) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-        return True, str(version[0] if version else "")
-    except Exception as exc:
-        return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-@contextmanager
-def pg_schema(url: str) -> Iterator[str]:
-    """A throwaway schema on the server of ``url``: yields the URL that uses it."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    schema = f"autopeft_bench_{uuid.uuid4().hex[:10]}"
-    params: dict[str, Any] = {"host": parsed.host, "port": parsed.port or 5432, "dbname": parsed.database,
-                              "user": parsed.username}
-    with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(**params, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _machine() -> dict[str, Any]:
-    import sqlite3
-
-    import sqlalchemy
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "sqlite": sqlite3.sqlite_version, "sqlalchemy": sqlalchemy.__version__}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -372,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "what": "the dashboard's reads (autopeft.dashboard.data) and its study and trial pages (AppTest) on one "
                 "study filled through the Store API, read through a read-only store",
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": _machine(),
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "quick": args.quick, "sizes": {"trials": trials, "results": trials * sum(DEPTHS) // len(DEPTHS),
                                        "rungs": rung_levels(MIN_F, MAX_F, ETA)},
         "method": f"reads: median of {runs} timed calls after one warm-up call, each function in turn, one process; "
@@ -396,9 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "pages": measure_pages(url, runs)}
         _print("sqlite", report["backends"]["sqlite"])
 
-    reachable, detail = (False, "--no-pg") if args.no_pg else _pg_reachable(PG_URL)
+    reachable, detail = (False, "--no-pg") if args.no_pg else pg_reachable(PG_URL)
     if reachable:
-        with pg_schema(PG_URL) as url:
+        with pg_schema(PG_URL, "autopeft_bench") as url:
             print(f"postgresql {detail}: filling {trials} trials ...", flush=True)
             store = _fast_writer(url)
             written = fill(store, trials)

@@ -40,14 +40,11 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -55,6 +52,7 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
+from pg_scratch import machine, pg_reachable, pg_schema  # benchmarks/, the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "bench"
@@ -326,59 +324,6 @@ def _first_load(requests: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "bytes": sum(requests[name]["bytes"] for name in first)}
 
 
-def _pg_reachable(url: str) -> tuple[bool, str]:
-    try:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        with psycopg.connect(host=parsed.host, port=parsed.port or 5432, dbname=parsed.database,
-                             user=parsed.username, connect_timeout=2) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-        return True, str(version[0] if version else "")
-    except Exception as exc:
-        return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-@contextmanager
-def pg_schema(url: str) -> Iterator[str]:
-    """A throwaway schema on the server of ``url``: yields the URL that uses it."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    schema = f"optuna_bench_{uuid.uuid4().hex[:10]}"
-    params: dict[str, Any] = {"host": parsed.host, "port": parsed.port or 5432, "dbname": parsed.database,
-                              "user": parsed.username}
-    with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(**params, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _machine() -> dict[str, Any]:
-    import sqlite3
-
-    import optuna_dashboard
-    import sqlalchemy
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-            "python": platform.python_version(), "platform": platform.platform(), "sqlite": sqlite3.sqlite_version,
-            "sqlalchemy": sqlalchemy.__version__, "optuna": optuna.__version__,
-            "optuna_dashboard": optuna_dashboard.__version__}
-
-
 def _ours(path: Path) -> dict[str, Any]:
     """Our figures from a dashboard_load.py report (by default the last full run's), for comparison: they
     are not measured here."""
@@ -414,6 +359,12 @@ NOTES = [
 ]
 
 
+def _dashboard_version() -> str:
+    import optuna_dashboard
+
+    return str(optuna_dashboard.__version__)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -434,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "what": "optuna-dashboard 0.21.0's JSON API behind its study page (the peer of dashboard_load.py), on "
                 "an Optuna RDB study of the same shape, called in-process through its WSGI app",
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": _machine(),
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {**machine(), "optuna": optuna.__version__, "optuna_dashboard": _dashboard_version()},
         "quick": args.quick,
         "sizes": {"trials": trials, "intermediate_values": trials * sum(DEPTHS) // len(DEPTHS), "rungs": RUNGS,
                   "objectives": ["score (maximize)", "trainable_params (minimize)"]},
@@ -455,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         report["backends"]["sqlite"] = {"written": written, **measure(url, runs)}
         _print("sqlite", report["backends"]["sqlite"])
 
-    reachable, detail = (False, "--no-pg") if args.no_pg else _pg_reachable(PG_URL)
+    reachable, detail = (False, "--no-pg") if args.no_pg else pg_reachable(PG_URL)
     if reachable:
-        with pg_schema(PG_URL) as url:
+        with pg_schema(PG_URL, "optuna_bench") as url:
             print(f"postgresql {detail}: filling {trials} trials ...", flush=True)
             written = fill(url, trials, api=args.fill_api)
             print(f"postgresql: {written}", flush=True)

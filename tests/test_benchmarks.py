@@ -59,9 +59,13 @@ def test_dashboard_load_quick(tmp_path: Path) -> None:
         assert (view["trials"], view["results"], view["attempts"], view["snapshots"]) == (
             written["trials"], written["results"], written["attempts"], written["snapshots"])
         assert 0 < view["front"] <= view["full_fidelity"] == written["snapshots"]
-        for name in ("list_studies", "load_study", "study_version"):
+        for name in ("list_studies", "load_study", "load_study_detail", "study_version"):
             assert figures[name]["median_s"] > 0 and figures[name]["runs"] == 2
-            assert figures[name]["statements"] <= 12  # a few queries per page, never one per trial
+            # A few queries per page, never one per trial (the light read asks for the study's recipe first).
+            assert figures[name]["statements"] <= 14
+        for page in ("study_page", "trial_page"):
+            timing = figures["pages"][page]
+            assert 0 < timing["warm_median_s"] and 0 < timing["cold_median_s"] and timing["runs"] == 2
 
 
 def test_dashboard_peer_quick(tmp_path: Path) -> None:
