@@ -9,7 +9,7 @@ empty frame. Plans, placement grids, parameters and their importance are in `sea
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -282,9 +282,11 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
     return fig
 
 
-def trials_frame(view: StudyView) -> pd.DataFrame:
-    """Every trial, one row: the trials table and its CSV download (objectives at the fidelity reached)."""
-    return pd.DataFrame(trial_rows(view), columns=trial_columns(view))
+def trials_frame(view: StudyView, plan_lines: MutableMapping[int, str] | None = None) -> pd.DataFrame:
+    """Every trial, one row: the trials table and its CSV download (objectives at the fidelity reached).
+
+    ``plan_lines``: plan lines already written, by trial id (see `rows.trial_rows`)."""
+    return pd.DataFrame(trial_rows(view, plan_lines=plan_lines), columns=trial_columns(view))
 
 
 def _common_objectives(views: Sequence[StudyView]) -> tuple[Objective, ...]:

@@ -200,11 +200,16 @@ def _show(item: Any, key: str) -> None:
         st.dataframe(item, hide_index=True, key=key)
 
 
-def _trials(view: StudyView) -> None:
+def _trials_frame(view: StudyView) -> Any:
     from autopeft.dashboard import charts
 
+    return charts.trials_frame(view, plan_lines=ui.plan_lines(ui.storage_url()))
+
+
+def _trials(view: StudyView) -> None:
+
     st.subheader("Trials")
-    frame = ui.drawn(charts.trials_frame, view)
+    frame = ui.drawn(_trials_frame, view)
     present = [s.value for s in TrialStatus if s.value in set(frame["status"])]
     chosen: Sequence[str] = st.multiselect("status", present, default=present, key="status_filter")
     shown = frame[frame["status"].isin(list(chosen))].reset_index(drop=True)

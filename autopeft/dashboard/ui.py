@@ -124,6 +124,13 @@ def drawn(draw: Callable[..., T], view: StudyView, **options: Any) -> T:
     return result
 
 
+@st.cache_resource(show_spinner=False)
+def plan_lines(url: str) -> dict[int, str]:
+    """The plan lines of the store's trials written so far, by trial id, shared by every session and every
+    version of a study (a stored plan never changes; see `rows.trial_rows`)."""
+    return {}
+
+
 def known_study(name: str, *, detail: bool = False) -> StudyView:
     """`study(name)`, or one line naming the studies the store has."""
     names = [row.name for row in studies()]

@@ -252,6 +252,18 @@ def test_trials_frame_has_a_row_per_trial() -> None:
     assert frame[frame["status"] == "failed"]["error"].eq("boom").all()
 
 
+def test_trials_frame_keeps_plan_lines_between_versions() -> None:
+    """A line already written (by trial id) is read back, a missing one is written and kept: a study's next
+    version writes only its new trials' lines."""
+    view = make_view()
+    first, *rest = view.trials
+    lines = {first.id: "kept"}
+    frame = charts.trials_frame(view, plan_lines=lines)
+    assert frame.iloc[0]["plan"] == "kept"
+    assert set(lines) == {t.id for t in view.trials}
+    assert [lines[t.id] for t in rest] == list(charts.trials_frame(view)["plan"])[1:]
+
+
 def test_compare_overlays_fronts_and_histories_from_one_reference() -> None:
     a, b = make_view(name="a"), make_view(seed=1, name="b")
     fronts, volumes, summary = charts.compare_figures([a, b])
