@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from autopeft.engine.task import TrialOutcome, TrialTask
-from autopeft.train.resources import available_cores, default_threads  # noqa: F401 (available_cores: re-export)
+from autopeft.train.resources import default_threads
 
 Runner = Callable[[TrialTask], TrialOutcome]
 

@@ -28,11 +28,11 @@ from autopeft.engine.executors import (
     LocalPoolExecutor,
     TrialTimeoutError,
     WorkerLostError,
-    available_cores,
 )
 from autopeft.engine.ray_executor import RayExecutor
 from autopeft.engine.task import TrialTask
 from autopeft.status import TrialStatus
+from autopeft.train.resources import available_cores
 from tests.engine.faulty import dying_runner, echo_runner, hanging_runner, raising_runner
 
 REPO = Path(__file__).resolve().parents[2]
