@@ -66,14 +66,16 @@ def test_a_hung_trial_fails_at_its_timeout_and_the_study_goes_on(tmp_path: Path)
 
 def test_a_silent_worker_is_reclaimed_and_its_trial_runs_again(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    policy = FaultPolicy(heartbeat_interval=0.5, heartbeat_grace=2.0)
+    # The grace counts from submission, so it must cover a replacement worker's start-up (spawn and
+    # imports: over 2 s on a loaded 2-core CI machine, which once took the retry as lost too).
+    policy = FaultPolicy(heartbeat_interval=0.5, heartbeat_grace=6.0)
     summary = _run(store, "s", WithOptions(silent_once_runner, {"silent_once": str(tmp_path)}),
                    LocalPoolExecutor(2), budget=2, policy=policy)
     assert summary.status is StudyStatus.COMPLETE
     trials = store.trials("s")
     assert len(trials) == 2 and all(t.status is TrialStatus.COMPLETE for t in trials)
-    assert all(history == [AttemptOutcome.LOST, AttemptOutcome.REPORTED]
-               for history in _outcomes(store, "s").values())
+    histories = _outcomes(store, "s")
+    assert all(history == [AttemptOutcome.LOST, AttemptOutcome.REPORTED] for history in histories.values()), histories
     silent_pids = [int((tmp_path / f"trial_{t.number}").read_text()) for t in trials]
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                    for pid in silent_pids)  # the frozen workers were ended, not left behind
