@@ -1,35 +1,49 @@
-"""The peer of `dashboard_load.py`: how fast optuna-dashboard 0.21.0 serves the data of its study page, for
-an Optuna study of the same shape (10,000 trials, 40,000 intermediate values), on the same machine.
+"""optuna-dashboard 0.21.0 against our dashboard, in one run: the data of the study page, first load and
+reload, for the same study in both tools' stores, timed interleaved in one process on the same machine.
 
-The study: one Optuna study in an RDB storage (SQLite always; PostgreSQL too when the local server answers,
-in a throwaway schema dropped afterwards), directions (maximize, minimize), N trials with the parameters of
-our `mixed` space on six layers (a log-scaled learning rate; per layer a categorical method and, depending
-on it, a log-scaled int rank, size or prefix length: `optuna.distributions`), as `dashboard_load.py`'s
-Hyperband study has them: per ten trials three stop at the first rung, two at the second, one each at the
-third, fourth and eighth (PRUNED, Optuna has no paused state) and two reach the ninth, full fidelity
-(COMPLETE, with both objective values): four intermediate values a trial on average (`trial.report` at
-fidelities 512 ... 131072, eta 2), one trial in fifty FAIL, the last three RUNNING, a few user attrs. The
-trials are built with `optuna.trial.create_trial` and written in chunks of 500, in bulk with optuna's own
-ORM models (`Study.add_trials` writes the same rows at about 0.1 s a trial here: `--fill-api` uses it),
-then read back and compared with what was built. The fill time is printed; it is not what is measured.
+The studies, filled once per backend (the fill times are printed and kept; they are not what is measured):
+- ours: `dashboard_load.py`'s study, filled by its own `fill` (imported, through the `Store` API): one
+  Hyperband study of N trials of the `mixed` space on six layers, 4N results, 4N attempts, a Pareto
+  snapshot after every full-fidelity result, the last three trials running;
+- the peer's: an Optuna RDB study of the same shape: directions (maximize, minimize), N trials with the
+  same parameters (a log-scaled learning rate; per layer a categorical method and, depending on it, a
+  log-scaled int rank, size or prefix length: `optuna.distributions`), per ten trials three stop at the
+  first rung, two at the second, one each at the third, fourth and eighth (PRUNED, Optuna has no paused
+  state) and two reach the ninth, full fidelity (COMPLETE, with both objective values): four intermediate
+  values a trial on average (`trial.report` at fidelities 512 ... 131072, eta 2), one trial in fifty FAIL,
+  the last three RUNNING, a few user attrs. Built with `optuna.trial.create_trial`, written in chunks of
+  500 in bulk with optuna's own ORM models (`Study.add_trials` writes the same rows at about 0.1 s a
+  trial here: `--fill-api` uses it), then read back and compared with what was built.
+SQLite always (two files); PostgreSQL too when the local server answers (two throwaway schemas, dropped
+afterwards). The JSON checks the shapes agree: trials, results = intermediate values, full-fidelity
+trials = COMPLETE trials.
 
-Then what the study page of optuna-dashboard requests from its server (`optuna_dashboard.wsgi(url)`, the
-Bottle WSGI app its CLI serves, called in this process with a WSGI environ, no sockets): on first load
-`GET /api/meta`, `GET /api/studies`, `GET /api/studies/<id>?after=0` (every trial, the Pareto front, the
-search space) and `GET /api/studies/<id>/param_importances` (PED-ANOVA per objective); then the page polls
-`GET /api/studies/<id>?after=<first running trial>` every few seconds. Figures per request:
-- ``cold``: the first call on a fresh app (new storage, empty caches, the module's importance cache
-  cleared): a first visit after the server starts;
-- ``warm``: the median of R calls while the app's trial list is fresh (it refetches every trial from the
-  storage when its copy is older than 10 s, for studies of 500+ trials): a reload within 10 s;
-- ``refetch`` (study detail and poll): the median of R calls with that copy expired (the other caches
-  warm): a reload, or a poll, more than 10 s after the last fetch, what a page polling a live study pays.
-``first_load`` adds up the four first-load requests: cold, and a reload after 10 s. Response sizes are
-reported too. optuna-dashboard draws its charts in the browser (plotly.js), while ours builds its figures
-in Python: compare its API time with our `load_study` light (the server-side data), not with our whole page.
+What is timed, per backend, after one warm-up round (not counted), R rounds of, in this order:
+1. ours, first load: what the study page needs on a first visit, on a fresh read-only store
+   (`open_read_only`, then `list_studies` and `load_study` light: the connection, the schema check and
+   the reads; the figures Streamlit then draws are `dashboard_load.py`'s, not timed here);
+2. the peer, first load: a fresh app as its CLI serves it (`optuna_dashboard.wsgi(get_storage(url))`,
+   every cache empty, its module-level importance cache cleared), called in-process with a WSGI environ
+   (no sockets), with the four requests of its study page in order: `GET /api/meta`, `GET /api/studies`,
+   `GET /api/studies/<id>?after=0` (every trial, the Pareto front, the search space) and
+   `GET /api/studies/<id>/param_importances` (PED-ANOVA per objective);
+3. ours, reload: `list_studies` and `load_study` light again on that store (its connections open): what
+   the page reads after a new result (with no new result, Streamlit's caches serve it without a read);
+4. the peer, reload: the four requests again on that app, more than 10 s after its last fetch (its copy
+   of the trial list expired: it refetches every trial; the importances stay cached);
+then, the peer only, untimed against ours: the reload within 10 s (its trial list cached) and its poll
+(`GET /api/studies/<id>?after=<first running trial>`, every few seconds on a live page) with the trial
+list expired. A `gc.collect()` precedes each timed step. Reported per backend: median, min and max of
+each, the peer's per-request breakdown, and ``ratio_first_load_peer_over_ours`` and
+``ratio_reload_peer_over_ours`` (the peer's median over ours: above 1, ours is faster), with the spread
+of the per-round ratios.
 
-Full run:  python benchmarks/dashboard_peer.py            (10,000 trials, 7 runs)
-CI smoke:  python benchmarks/dashboard_peer.py --quick    (200 trials, 2 runs)
+Full run:  python benchmarks/dashboard_peer.py            (10,000 trials, 3 rounds after a warm-up, both
+                                                           backends; about 25 min on 2 cores, most of it
+                                                           the fills and the peer's first loads)
+CI smoke:  python benchmarks/dashboard_peer.py --quick    (200 trials, 3 rounds)
+Options:   --rounds R, --trials N, --no-pg, --sqlite-dir DIR (keep the two SQLite files there, or reuse
+           them when they exist), --fill-api
 Needs the bench extra: pip install -c constraints.txt -e '.[bench]'  (optuna-dashboard==0.21.0)
 """
 
@@ -37,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import math
 import os
@@ -44,17 +59,22 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import dashboard_load as ours_bench  # benchmarks/, the script's folder: our study's fill, and ROOT on sys.path
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
-from pg_scratch import machine, pg_reachable, pg_schema  # benchmarks/, the script's folder
+from pg_scratch import machine, pg_reachable, pg_schema
 
-ROOT = Path(__file__).resolve().parents[1]
+from autopeft.dashboard.data import list_studies, load_study, open_read_only
+from autopeft.store import Store
+
+ROOT = ours_bench.ROOT
 STUDY = "bench"
 PG_URL = os.environ.get("AUTOPEFT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 #: As in dashboard_load.py: fidelity 512 to 131072 examples, eta 2 (nine rungs), and the rungs reached by
@@ -68,10 +88,8 @@ SIZE_PARAM = {"lora": "rank", "dora": "rank", "serial_adapter": "size", "paralle
 SIZE_RANGE = {"rank": (1, 32), "size": (4, 128), "length": (1, 32)}
 BASE_PARAMS = 22_713_216
 CHUNK = 500
-#: The requests of the study page's first load, in order, and those timed with the trial list expired too
-#: (the others read it only when the study detail has just fetched it, or not at all).
+#: The requests of the study page's first load, in order.
 FIRST_LOAD = ("meta", "studies", "study_detail", "param_importances")
-REFETCHED = ("study_detail", "poll")
 
 
 def _config(rng: random.Random) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
@@ -245,62 +263,22 @@ def _paths(study_id: int, poll_after: int) -> dict[str, str]:
             "poll": f"/api/studies/{study_id}?after={poll_after}"}
 
 
-def _timed_get(app: Any, path: str, before: Callable[[], None] = lambda: None) -> tuple[float, int]:
-    before()
-    start = time.perf_counter()
-    code, size = request(app, path)
-    seconds = time.perf_counter() - start
-    if code != 200:
-        raise RuntimeError(f"GET {path} answered {code}")
-    return seconds, size
-
-
-def _fresh_app(url: str) -> Any:
-    """The app optuna-dashboard's CLI serves for ``url``, with every cache empty."""
+def _fresh_app(url: str) -> tuple[Any, Any]:
+    """The app optuna-dashboard's CLI serves for ``url`` with every cache empty, and its storage."""
     import optuna_dashboard
     from optuna_dashboard import _importance
 
     _importance.param_importance_cache.clear()  # module-level: would outlive the app
-    return optuna_dashboard.wsgi(url)
+    storage = optuna.storages.get_storage(url)
+    return optuna_dashboard.wsgi(storage), storage
 
 
-def measure(url: str, runs: int) -> dict[str, Any]:
-    """Cold, warm and refetch figures of each request of the study page (see the module docstring)."""
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
-    study_id = storage.get_study_id_from_name(STUDY)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    storage.engine.dispose()
-    first_running = next((t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)),
-                         len(trials))
-    paths = _paths(study_id, first_running)
-    start = time.perf_counter()
-    app = _fresh_app(url)
-    out: dict[str, Any] = {"create_app_s": round(time.perf_counter() - start, 4), "requests": {}}
-    for name, path in paths.items():  # in the page's order, each on the caches the ones before filled
-        out["requests"][name] = _request_figures(app, study_id, path, runs, refetch=name in REFETCHED)
-        print(f"  {name}: {out['requests'][name]}", flush=True)
-    out["first_load"] = _first_load(out["requests"])
-    out["study"] = {"id": study_id, **_counts(trials), "poll_after": first_running}
-    out["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
-    return out
-
-
-def _request_figures(app: Any, study_id: int, path: str, runs: int, *, refetch: bool) -> dict[str, Any]:
-    """Cold (the app's first call of ``path``), warm and, with ``refetch``, refetch (see the docstring)."""
-    def fresh() -> None:
-        _trial_list(app, study_id, fresh=True)
-
-    def expired() -> None:
-        _trial_list(app, study_id, fresh=False)
-
-    cold, size = _timed_get(app, path, fresh)  # fresh: fetched by the request before it, if any
-    warm = [_timed_get(app, path, fresh)[0] for _ in range(runs)]
-    out = {"path": path, "bytes": size, "cold_s": round(cold, 4), "warm_median_s": round(statistics.median(warm), 4),
-           "warm_max_s": round(max(warm), 4), "runs": runs}
-    if refetch:
-        again = [_timed_get(app, path, expired)[0] for _ in range(runs)]
-        out |= {"refetch_median_s": round(statistics.median(again), 4), "refetch_max_s": round(max(again), 4)}
-    return out
+def _dispose(storage: Any) -> None:
+    """Close the pooled connections of an app's storage (a `_CachedStorage` around an `RDBStorage`)."""
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _trial_list(app: Any, study_id: int, *, fresh: bool) -> None:
@@ -313,49 +291,177 @@ def _trial_list(app: Any, study_id: int, *, fresh: bool) -> None:
             cache._trials_last_fetched_at.pop(study_id, None)
 
 
-def _first_load(requests: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The page's four first-load requests in sequence: ``cold``, the sum of their cold calls (made in that
-    order on the fresh app, so each found what the ones before cached); ``reload``, a reload more than 10 s
-    after the last fetch: the study detail refetches the trial list, the others find their caches warm."""
-    first = FIRST_LOAD
-    cold = sum(requests[name]["cold_s"] for name in first)
-    reload = sum(requests[name]["refetch_median_s" if name == "study_detail" else "warm_median_s"] for name in first)
-    return {"requests": list(first), "cold_s": round(cold, 4), "reload_s": round(reload, 4),
-            "bytes": sum(requests[name]["bytes"] for name in first)}
-
-
-def _ours(path: Path) -> dict[str, Any]:
-    """Our figures from a dashboard_load.py report (by default the last full run's), for comparison: they
-    are not measured here."""
+@contextmanager
+def _clock(into: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, Any] = {"from": str(path), "when": report.get("when"), "cpu": report.get("machine", {}).get("cpu")}
-    for backend, figures in report.get("backends", {}).items():
-        if "load_study" in figures:
-            out[backend] = {"load_study_light_median_s": figures["load_study"]["median_s"],
-                            **{f"{page}_{k}": v for page, f in figures.get("pages", {}).items()
-                               if isinstance(f, dict) for k, v in f.items() if k in ("cold_s", "warm_median_s")}}
+        yield
+    finally:
+        into[name] = time.perf_counter() - start
+
+
+def _ours_first(url: str) -> tuple[dict[str, float], Store, Any]:
+    """Our first load on a fresh read-only store: (times, the store, the view)."""
+    gc.collect()
+    parts: dict[str, float] = {}
+    start = time.perf_counter()
+    with _clock(parts, "open"):
+        store = open_read_only(url)
+    with _clock(parts, "list_studies"):
+        list_studies(store)
+    with _clock(parts, "load_study"):
+        view = load_study(store, ours_bench.STUDY, detail=False)
+    parts["total"] = time.perf_counter() - start
+    return parts, store, view
+
+
+def _ours_reload(store: Store) -> dict[str, float]:
+    """Our reload: the same reads on the open store."""
+    gc.collect()
+    parts: dict[str, float] = {}
+    start = time.perf_counter()
+    with _clock(parts, "list_studies"):
+        list_studies(store)
+    with _clock(parts, "load_study"):
+        load_study(store, ours_bench.STUDY, detail=False)
+    parts["total"] = time.perf_counter() - start
+    return parts
+
+
+def _peer_requests(app: Any, paths: dict[str, str], names: tuple[str, ...],
+                   sizes: dict[str, int]) -> dict[str, float]:
+    """GET ``names`` in order on ``app``: their times and the total (sizes recorded into ``sizes``)."""
+    parts: dict[str, float] = {}
+    for name in names:
+        start = time.perf_counter()
+        code, size = request(app, paths[name])
+        parts[name] = time.perf_counter() - start
+        if code != 200:
+            raise RuntimeError(f"GET {paths[name]} answered {code}")
+        sizes[name] = size
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def _round(our_url: str, peer_url: str, study_id: int, paths: dict[str, str],
+           sizes: dict[str, int]) -> tuple[dict[str, dict[str, float]], Any]:
+    """One round: ours first, peer first, ours reload, peer reload, then the peer's extras; and our view."""
+    out: dict[str, dict[str, float]] = {}
+    out["ours_first"], store, view = _ours_first(our_url)
+
+    gc.collect()
+    start = time.perf_counter()
+    app, storage = _fresh_app(peer_url)
+    created = time.perf_counter() - start
+    first = _peer_requests(app, paths, FIRST_LOAD, sizes)
+    out["peer_first"] = {"create_app": created, **first, "total": created + first["total"]}
+
+    out["ours_reload"] = _ours_reload(store)
+
+    gc.collect()
+    _trial_list(app, study_id, fresh=False)  # more than 10 s after the last fetch
+    out["peer_reload"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
+
+    gc.collect()
+    _trial_list(app, study_id, fresh=True)  # within 10 s of it
+    out["peer_reload_cached"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
+    gc.collect()
+    _trial_list(app, study_id, fresh=False)
+    out["peer_poll"] = _peer_requests(app, paths, ("poll",), sizes)
+
+    store.close()
+    _dispose(storage)
+    return out, view
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"median_s": round(statistics.median(values), 4), "min_s": round(min(values), 4),
+            "max_s": round(max(values), 4), "runs": len(values)}
+
+
+def _ratio(peer: list[float], ours: list[float]) -> dict[str, Any]:
+    """The peer's median over ours, and the spread of the per-round ratios."""
+    paired = [p / o for p, o in zip(peer, ours, strict=True)]
+    return {"median_ratio": round(statistics.median(peer) / statistics.median(ours), 2),
+            "per_round_min": round(min(paired), 2), "per_round_max": round(max(paired), 2)}
+
+
+def compare(our_url: str, peer_url: str, rounds: int) -> dict[str, Any]:
+    """The interleaved rounds on one backend (see the module docstring), after one warm-up round."""
+    storage = optuna.storages.RDBStorage(peer_url, skip_compatibility_check=True, skip_table_creation=True)
+    study_id = storage.get_study_id_from_name(STUDY)
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    storage.engine.dispose()
+    poll_after = next((t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)),
+                      len(trials))
+    peer_study = {"id": study_id, **_counts(trials), "poll_after": poll_after}
+    del trials
+    paths = _paths(study_id, poll_after)
+    sizes: dict[str, int] = {}
+
+    warmup, view = _round(our_url, peer_url, study_id, paths, sizes)
+    print(f"  warm-up: {_brief(warmup)}", flush=True)
+    done: list[dict[str, dict[str, float]]] = []
+    for k in range(rounds):
+        figures, _ = _round(our_url, peer_url, study_id, paths, sizes)
+        done.append(figures)
+        print(f"  round {k + 1}/{rounds}: {_brief(figures)}", flush=True)
+
+    def series(case: str, part: str = "total") -> list[float]:
+        return [r[case][part] for r in done]
+
+    ours_shape = {"trials": len(view.trials), "results": len(view.results), "full_fidelity": len(view.front.completed),
+                  "front": len(view.front.entries)}
+    same = (ours_shape["trials"] == peer_study["trials"]
+            and ours_shape["results"] == peer_study["intermediate_values"]
+            and ours_shape["full_fidelity"] == peer_study["states"].get("COMPLETE"))
+    out: dict[str, Any] = {
+        "ratio_first_load_peer_over_ours": _ratio(series("peer_first"), series("ours_first"))["median_ratio"],
+        "ratio_reload_peer_over_ours": _ratio(series("peer_reload"), series("ours_reload"))["median_ratio"],
+        "shape": {"ours": ours_shape, "peer": peer_study, "same": same}}
+    for case in ("first_load", "reload"):
+        ours, peer = f"ours_{case.split('_')[0]}", f"peer_{case.split('_')[0]}"
+        out[case] = {
+            "ours": {**_spread(series(ours)), "parts": {p: _spread(series(ours, p)) for p in done[0][ours]
+                                                        if p != "total"}},
+            "peer": {**_spread(series(peer)), "requests": {
+                p: {**_spread(series(peer, p)), **({"path": paths[p], "bytes": sizes[p]} if p in paths else {})}
+                for p in done[0][peer] if p != "total"}},
+            "ratio_peer_over_ours": _ratio(series(peer), series(ours))}
+    out["peer_only"] = {
+        "reload_within_10s": {**_spread(series("peer_reload_cached")), "requests": {
+            p: _spread(series("peer_reload_cached", p)) for p in FIRST_LOAD}},
+        "poll": {**_spread(series("peer_poll")), "path": paths["poll"], "bytes": sizes["poll"]}}
+    out["warmup_s"] = {case: round(parts["total"], 4) for case, parts in warmup.items()}
+    out["rounds"] = [{case: {p: round(s, 4) for p, s in parts.items()} for case, parts in r.items()} for r in done]
+    out["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
+    if not same:
+        raise RuntimeError(f"the two studies differ in shape: {out['shape']}")
     return out
 
 
+def _brief(figures: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{case} {parts['total']:.3f} s" for case, parts in figures.items())
+
+
 NOTES = [
+    "Ours and the peer are timed in one process, interleaved round by round (ours first load, peer first "
+    "load, ours reload, peer reload), after a warm-up round; a fresh store / app for each first load, the "
+    "operating system's file cache warm for both (the fills wrote the files just before).",
     "optuna-dashboard renders its charts in the browser (plotly.js, React): its server only sends JSON, so "
-    "the times here are its server-side data time, not its full page; the browser's parse and draw of a "
-    "10,000-trial study is not measured. Ours (Streamlit) builds its figures and table in Python: compare "
-    "this API time with our load_study light (our server-side data), and our full page (study_page cold / "
-    "warm in dashboard_load.json) with this plus the browser's drawing.",
+    "its times here are its server-side data time, not its full page; the browser's parse and draw of a "
+    "10,000-trial study is not measured. Ours (Streamlit) builds its figures and table in Python after this "
+    "read: the first load compared here is our read (list_studies + load_study light), the server-side data "
+    "of the page; dashboard_load.py times our whole page.",
     "optuna-dashboard keeps the study's trial list in memory for 10 s (studies of 500+ trials) and refetches "
-    "every trial from the storage after that, so 'refetch' is what a live page polling every 10 s pays and "
-    "'warm' what a reload within 10 s pays; its study detail serialises all trials after `after` (0 on "
-    "first load), its poll only those from the first running trial on, but still refetches every trial.",
-    "Called in-process through the WSGI interface (no HTTP server, no sockets), one request at a time.",
-    "param_importances computes PED-ANOVA per objective through optuna.importance, which reads the study's "
-    "complete trials from the storage again (Study.get_trials), beside the dashboard's cached trial list; "
-    "its result is cached until the number of complete trials changes.",
-    "The machine has 2 cores shared with other engineers' jobs (see load_average_at_start): figures vary "
-    "from run to run by tens of per cent.",
+    "every trial from the storage after that: 'reload' is a reload more than 10 s after its last fetch (what "
+    "a page polling a live study pays), 'reload_within_10s' one with the list cached; its poll serialises "
+    "only the trials from the first running one on, but still refetches every trial.",
+    "param_importances computes PED-ANOVA per objective through optuna.importance; its result is cached "
+    "(module-level, cleared for each first load) until the number of complete trials changes.",
+    "The machine has 2 cores shared with other engineers' jobs (see load_average_at_start and each backend's "
+    "load_average_after): figures vary from run to run by tens of per cent; the ratios, measured "
+    "interleaved, vary less.",
 ]
 
 
@@ -365,56 +471,91 @@ def _dashboard_version() -> str:
     return str(optuna_dashboard.__version__)
 
 
+def _fill_ours(url: str, trials: int) -> dict[str, Any]:
+    store = ours_bench._fast_writer(url)
+    try:
+        return ours_bench.fill(store, trials)
+    finally:
+        store.close()
+
+
+def _sqlite_urls(folder: Path, trials: int, fill_api: bool) -> tuple[str, str, dict[str, Any]]:
+    """Our and the peer's SQLite stores in ``folder`` (``ours.db``, ``peer.db``), filled unless they exist."""
+    written: dict[str, Any] = {}
+    urls = []
+    for side, filler in (("ours", lambda u: _fill_ours(u, trials)),
+                         ("peer", lambda u: fill(u, trials, api=fill_api))):
+        path = folder / f"{side}.db"
+        url = f"sqlite:///{path}"
+        if path.exists():
+            written[side] = {"reused": str(path)}
+        else:
+            print(f"sqlite: filling {side}, {trials} trials ...", flush=True)
+            partial = folder / f"{side}.db.part"
+            partial.unlink(missing_ok=True)
+            written[side] = filler(f"sqlite:///{partial}")
+            partial.rename(path)
+        urls.append(url)
+        print(f"sqlite {side}: {written[side]}", flush=True)
+    return urls[0], urls[1], written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="200 trials, 2 runs: a smoke test")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (at least 3)")
+    parser.add_argument("--quick", action="store_true", help="200 trials, 3 rounds: a smoke test")
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
-    parser.add_argument("--fill-api", action="store_true", help="fill through Study.add_trials (slow)")
-    parser.add_argument("--sqlite-file", type=Path, help="fill this SQLite file (kept), or reuse it when it exists")
+    parser.add_argument("--fill-api", action="store_true", help="fill the peer's study through Study.add_trials")
+    parser.add_argument("--sqlite-dir", type=Path, help="keep the SQLite stores here, or reuse them if there")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard_peer.json")
-    parser.add_argument("--ours", type=Path, default=ROOT / "benchmarks/results/dashboard_load.json",
-                        help="the dashboard_load.py report whose figures the summary quotes (not measured here)")
     args = parser.parse_args(argv)
-    trials, runs, out = args.trials, args.runs, args.out
+    trials, rounds, out = args.trials, args.rounds, args.out
     if args.quick:
-        trials, runs = 200, 2
+        trials, rounds = 200, 3
         out = out.with_name(out.stem + "_quick" + out.suffix)
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     report: dict[str, Any] = {
-        "what": "optuna-dashboard 0.21.0's JSON API behind its study page (the peer of dashboard_load.py), on "
-                "an Optuna RDB study of the same shape, called in-process through its WSGI app",
+        "what": "our dashboard's study-page data (autopeft.dashboard.data) against optuna-dashboard 0.21.0's JSON "
+                "API behind its study page (in-process WSGI), the same study in each tool's store, interleaved "
+                "in one process",
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine(), "optuna": optuna.__version__, "optuna_dashboard": _dashboard_version()},
         "quick": args.quick,
-        "sizes": {"trials": trials, "intermediate_values": trials * sum(DEPTHS) // len(DEPTHS), "rungs": RUNGS,
+        "sizes": {"trials": trials, "results": trials * sum(DEPTHS) // len(DEPTHS), "rungs": RUNGS,
                   "objectives": ["score (maximize)", "trainable_params (minimize)"]},
-        "method": f"per request: cold = first call on a fresh app; warm = median of {runs} calls with the app's "
-                  f"trial list fresh; refetch = median of {runs} calls with it expired (see the docstring); "
-                  f"first_load = the four first-load requests in sequence",
-        "notes": NOTES, "ours": _ours(args.ours), "backends": {}}
+        "method": f"per backend: one warm-up round, then {rounds} rounds of ours first load, peer first load, "
+                  f"ours reload, peer reload (then the peer's reload within 10 s and poll); median and min-max "
+                  f"of each; ratio = peer median / our median (above 1: ours faster); see the docstring",
+        "rounds": rounds, "notes": NOTES, "summary": {}, "backends": {}}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.sqlite_file or Path(tmp) / "peer.db"
-        url = f"sqlite:///{path}"
-        if path.exists():
-            written: dict[str, Any] = {"reused": str(path)}
-        else:
-            print(f"sqlite: filling {trials} trials ...", flush=True)
-            written = fill(url, trials, api=args.fill_api)
-        print(f"sqlite: {written}", flush=True)
-        report["backends"]["sqlite"] = {"written": written, **measure(url, runs)}
-        _print("sqlite", report["backends"]["sqlite"])
+    def record(backend: str, figures: dict[str, Any]) -> None:
+        report["backends"][backend] = figures
+        report["summary"][backend] = {
+            "first_load_s": {"ours": figures["first_load"]["ours"]["median_s"],
+                             "peer": figures["first_load"]["peer"]["median_s"]},
+            "reload_s": {"ours": figures["reload"]["ours"]["median_s"], "peer": figures["reload"]["peer"]["median_s"]},
+            "ratio_first_load_peer_over_ours": figures["ratio_first_load_peer_over_ours"],
+            "ratio_reload_peer_over_ours": figures["ratio_reload_peer_over_ours"]}
+        _print(backend, figures)
+
+    with ExitStack() as stack:
+        folder = args.sqlite_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        folder.mkdir(parents=True, exist_ok=True)
+        our_url, peer_url, written = _sqlite_urls(folder, trials, args.fill_api)
+        record("sqlite", {"written": written, **compare(our_url, peer_url, rounds)})
 
     reachable, detail = (False, "--no-pg") if args.no_pg else pg_reachable(PG_URL)
     if reachable:
-        with pg_schema(PG_URL, "optuna_bench") as url:
-            print(f"postgresql {detail}: filling {trials} trials ...", flush=True)
-            written = fill(url, trials, api=args.fill_api)
-            print(f"postgresql: {written}", flush=True)
-            report["backends"]["postgresql"] = {"server": detail, "written": written, **measure(url, runs)}
-            _print("postgresql", report["backends"]["postgresql"])
+        with pg_schema(PG_URL, "autopeft_bench") as our_url, pg_schema(PG_URL, "optuna_bench") as peer_url:
+            print(f"postgresql {detail}: filling ours, {trials} trials ...", flush=True)
+            written = {"ours": _fill_ours(our_url, trials)}
+            print(f"postgresql ours: {written['ours']}\npostgresql: filling peer ...", flush=True)
+            written["peer"] = fill(peer_url, trials, api=args.fill_api)
+            print(f"postgresql peer: {written['peer']}", flush=True)
+            record("postgresql", {"server": detail, "written": written, **compare(our_url, peer_url, rounds)})
     else:
         report["backends"]["postgresql"] = {"skipped": detail}
         print(f"postgresql skipped: {detail}")
@@ -426,14 +567,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print(backend: str, figures: dict[str, Any]) -> None:
-    print(f"{backend:>10} study {figures['study']}; create_app {figures['create_app_s']:.3f} s")
-    for name, f in figures["requests"].items():
-        refetch = f", refetch {f['refetch_median_s']:.3f} s" if "refetch_median_s" in f else ""
-        print(f"{backend:>10} {name:<17} cold {f['cold_s']:.3f} s, warm {f['warm_median_s']:.3f} s{refetch} "
-              f"(medians of {f['runs']}), {f['bytes'] / 1e6:.2f} MB")
-    first = figures["first_load"]
-    print(f"{backend:>10} first load (4 requests, {first['bytes'] / 1e6:.2f} MB): cold {first['cold_s']:.3f} s, "
-          f"reload after 10 s {first['reload_s']:.3f} s")
+    for case in ("first_load", "reload"):
+        f = figures[case]
+        ours, peer = f["ours"], f["peer"]
+        print(f"{backend:>10} {case:<10} ours {ours['median_s']:.3f} s ({ours['min_s']:.3f}-{ours['max_s']:.3f}), "
+              f"peer {peer['median_s']:.3f} s ({peer['min_s']:.3f}-{peer['max_s']:.3f}), peer/ours "
+              f"{f['ratio_peer_over_ours']['median_ratio']:.1f}x over {ours['runs']} rounds")
+        for name, r in peer["requests"].items():
+            size = f", {r['bytes'] / 1e6:.2f} MB" if "bytes" in r else ""
+            print(f"{backend:>10}   peer {name:<17} {r['median_s']:.3f} s{size}")
+    extra = figures["peer_only"]
+    print(f"{backend:>10} peer reload within 10 s {extra['reload_within_10s']['median_s']:.3f} s, poll "
+          f"{extra['poll']['median_s']:.3f} s ({extra['poll']['bytes'] / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":

@@ -74,21 +74,34 @@ def test_dashboard_peer_quick(tmp_path: Path) -> None:
                            str(tmp_path / "p.json")], capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "p_quick.json").read_text())
-    assert report["quick"] is True and report["sizes"]["trials"] == 200
+    assert report["quick"] is True and report["sizes"]["trials"] == 200 and report["rounds"] == 3
     assert report["machine"]["optuna_dashboard"] == "0.21.0" and report["notes"]
     measured = {name: figures for name, figures in report["backends"].items() if "skipped" not in figures}
-    assert "sqlite" in measured
+    assert "sqlite" in measured and set(report["summary"]) == set(measured)
     for figures in measured.values():
-        # The study as dashboard_load.py's: 200 trials, 4 reports each on average, a fifth complete.
-        study = figures["study"]
-        assert study["trials"] == 200 and study["intermediate_values"] == 797
-        assert study["states"] == {"COMPLETE": 38, "FAIL": 4, "PRUNED": 155, "RUNNING": 3}
-        assert study["poll_after"] == 197
-        requests = figures["requests"]
-        assert set(requests) == {"meta", "studies", "study_detail", "param_importances", "poll"}
-        for f in requests.values():
-            assert f["cold_s"] > 0 and f["warm_median_s"] > 0 and f["runs"] == 2
-        assert requests["study_detail"]["refetch_median_s"] > 0 and requests["poll"]["refetch_median_s"] > 0
+        # The same study on both sides: 200 trials, 4 reports each on average, a fifth complete.
+        shape = figures["shape"]
+        assert shape["same"] is True
+        assert (shape["ours"]["trials"], shape["ours"]["results"], shape["ours"]["full_fidelity"]) == (200, 797, 38)
+        peer = shape["peer"]
+        assert peer["trials"] == 200 and peer["intermediate_values"] == 797
+        assert peer["states"] == {"COMPLETE": 38, "FAIL": 4, "PRUNED": 155, "RUNNING": 3}
+        assert peer["poll_after"] == 197
+        # Interleaved rounds: every round times all four cases, ours and the peer's.
+        assert len(figures["rounds"]) == 3
+        assert all({"ours_first", "peer_first", "ours_reload", "peer_reload"} <= set(r) for r in figures["rounds"])
+        for case in ("first_load", "reload"):
+            both = figures[case]
+            for side in ("ours", "peer"):
+                assert 0 < both[side]["min_s"] <= both[side]["median_s"] <= both[side]["max_s"]
+                assert both[side]["runs"] == 3
+            requests = both["peer"]["requests"]
+            assert {"meta", "studies", "study_detail", "param_importances"} <= set(requests)
+            assert both["ratio_peer_over_ours"]["median_ratio"] > 0
+        assert set(figures["first_load"]["ours"]["parts"]) == {"open", "list_studies", "load_study"}
+        ratio = figures["first_load"]["ratio_peer_over_ours"]["median_ratio"]
+        assert figures["ratio_first_load_peer_over_ours"] == ratio
+        assert figures["ratio_reload_peer_over_ours"] > 0
         # The first load sends every trial; the poll only those from the first running one on.
-        assert requests["study_detail"]["bytes"] > 3 * requests["poll"]["bytes"] > 0
-        assert figures["first_load"]["cold_s"] > 0 and figures["first_load"]["reload_s"] > 0
+        detail = figures["first_load"]["peer"]["requests"]["study_detail"]["bytes"]
+        assert detail > 3 * figures["peer_only"]["poll"]["bytes"] > 0
