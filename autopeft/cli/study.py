@@ -57,6 +57,9 @@ GpusPerTrial = Annotated[float | None, typer.Option("--gpus-per-trial", help="Wi
                                                     "GPUs, else 0).")]
 CpusPerTrial = Annotated[float | None, typer.Option("--cpus-per-trial", help="With --executor ray: CPUs per trial "
                                                     "(default 1).")]
+Devices = Annotated[str | None, typer.Option("--devices", help="With the local pool: the GPUs its trials share, "
+                                            "one each, least busy first: 0,1,2,3 or cuda:0,cuda:1 (default: "
+                                            "every GPU torch sees, where it sees several).")]
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
                                               "beside the SQLite file).")]
 
@@ -128,6 +131,7 @@ def study_run(
     quiet: Quiet = False,
     threads: Threads = None,
     device: Device = None,
+    devices: Devices = None,
     ray_address: RayAddress = None,
     gpus_per_trial: GpusPerTrial = None,
     cpus_per_trial: CpusPerTrial = None,
@@ -145,7 +149,7 @@ def study_run(
     # Every input is checked before the store is opened: a bad one writes no row, no file, no folder.
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, ray_address=ray_address, gpus_per_trial=gpus_per_trial,
-                            cpus_per_trial=cpus_per_trial, device=device)
+                            cpus_per_trial=cpus_per_trial, device=device, devices=devices)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     check_storage(storage)
@@ -161,7 +165,7 @@ def study_run(
     _print_dashboard_hint(study_name, storage)
     summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
                         runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease,
-                        threads=threads, device=device, executor_options=run.executor_options)
+                        threads=threads, device=device, executor_options=run.executor_options, devices=run.devices)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 
@@ -202,6 +206,7 @@ def study_resume(
     quiet: Quiet = False,
     threads: Threads = None,
     device: Device = None,
+    devices: Devices = None,
     ray_address: RayAddress = None,
     gpus_per_trial: GpusPerTrial = None,
     cpus_per_trial: CpusPerTrial = None,
@@ -213,7 +218,8 @@ def study_resume(
 
     run = check_run_options(budget=budget, max_time=parse_duration(max_time), workers=workers, executor=executor,
                             runs_dir=runs_dir, require_budget=False, ray_address=ray_address,
-                            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, device=device)
+                            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, device=device,
+                            devices=devices)
     policy = _policy(max_retries, trial_timeout, executor)
     threads, device = check_threads(threads), check_device(device)
     store = open_store(storage)
@@ -222,7 +228,7 @@ def study_resume(
         check_ray_cluster(run, storage)
     summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
                         runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy,
-                        threads=threads, device=device, executor_options=run.executor_options)
+                        threads=threads, device=device, executor_options=run.executor_options, devices=run.devices)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 

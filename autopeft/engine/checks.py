@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.engine.definition import make_objectives
-from autopeft.engine.executors import EXECUTORS
+from autopeft.engine.executors import DEVICES_AND_DEVICE, EXECUTORS
 from autopeft.engine.strategy import DEFAULT_STRATEGY, check_strategy
 from autopeft.errors import ConfigError
 
@@ -49,6 +49,7 @@ class RunOptions:
     executor: str
     runs_dir: Path | None
     executor_options: Mapping[str, Any] | None = None  # Ray's: address, gpus_per_trial, cpus_per_trial
+    devices: tuple[str, ...] | None = None  # `--devices`, as cuda:N names the local pool shares out
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,12 @@ def check_storage(url: str) -> str:
 def check_run_options(*, budget: float | None, max_time: float | None, workers: int | None, executor: str,
                       runs_dir: Path | None, require_budget: bool = True, ray_address: str | None = None,
                       gpus_per_trial: float | None = None, cpus_per_trial: float | None = None,
-                      device: str | None = None) -> RunOptions:
+                      device: str | None = None, devices: str | None = None) -> RunOptions:
     """The options of one run of the loop; `require_budget=False` where the store holds one (resume).
 
     ``workers`` None is 1, or with ``executor="ray"`` what the cluster holds. The Ray options are checked
-    here without a cluster; `check_ray_cluster` then checks them against the cluster itself.
+    here without a cluster; `check_ray_cluster` then checks them against the cluster itself. ``devices``
+    (`--devices`) is the local pool's alone, not with ``device``, and names GPUs torch sees here.
     """
     from autopeft.engine.loop import Budget
     from autopeft.engine.ray_executor import check_address, check_cpus_per_trial, check_gpus_per_trial
@@ -140,9 +142,26 @@ def check_run_options(*, budget: float | None, max_time: float | None, workers: 
                 raise ConfigError(f"applies to --executor ray only (this run uses {executor})", field=field)
     if executor == "inprocess" and workers != 1:
         raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")
+    gpus = _check_devices(devices, executor=executor, device=device)
     if runs_dir is not None and runs_dir.exists() and not runs_dir.is_dir():
         raise ConfigError(f"{runs_dir} exists and is not a folder", field="runs-dir")
-    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs_dir, ray_options)
+    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs_dir, ray_options, gpus)
+
+
+def _check_devices(devices: str | None, *, executor: str, device: str | None) -> tuple[str, ...] | None:
+    """`--devices`: for the local pool only, not with `--device`, and only GPUs torch sees (else one line)."""
+    from autopeft.train.resources import check_devices
+
+    if devices is None:
+        return None
+    if executor == "ray":
+        raise ConfigError("applies to --executor local only; with --executor ray a trial trains on the GPU Ray "
+                          "gives it (--gpus-per-trial)", field="--devices")
+    if executor != "local":
+        raise ConfigError(f"applies to --executor local only (this run uses {executor})", field="--devices")
+    if device is not None:
+        raise ConfigError(DEVICES_AND_DEVICE, field="--devices")
+    return check_devices(devices)
 
 
 def check_ray_cluster(run: RunOptions, storage: str) -> int:

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
@@ -26,12 +26,15 @@ from types import TracebackType
 from typing import Any
 
 from autopeft.engine.task import TrialOutcome, TrialTask
-from autopeft.train.resources import default_threads
+from autopeft.train.resources import DevicePlan, default_threads, gpu_tag
 
 Runner = Callable[[TrialTask], TrialOutcome]
 
 #: The executors `make_executor` builds, by name (`--executor`).
 EXECUTORS = ("local", "inprocess", "ray")
+#: Why `--devices` and `--device` are not given together.
+DEVICES_AND_DEVICE = ("gives each trial one GPU of its list and --device gives every trial the same device; "
+                      "give one of them")
 #: How often a pool worker checks that the process that started it (the study driver) is still alive.
 PARENT_CHECK_SECONDS = 0.5
 
@@ -125,16 +128,23 @@ class LocalPoolExecutor(Executor):
     """A pool of ``workers`` spawned processes (each its own torch and threads), Pebble's `ProcessPool`.
 
     Each trial gets ``cores // workers`` threads (the cores this process may use, at least 1 each; or
-    `--threads`, or the recipe's), so parallel trials do not fight over the CPU. Processes
+    `--threads`, or the recipe's), so parallel trials do not fight over the CPU. With ``devices``
+    (`--devices`, or every GPU of a multi-GPU machine), each trial trains on the least busy of them
+    (`DevicePlan`), and its worker name ends in ``:gpu<N>``. Processes
     are reused across trials; ``max_tasks_per_child`` bounds memory creep from model loads. A worker whose
     driver dies (even by SIGKILL) notices within `PARENT_CHECK_SECONDS` and exits, so no orphan trains on.
     """
 
     def __init__(self, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
-                 device: str | None = None, max_tasks_per_child: int | None = 20) -> None:
+                 device: str | None = None, max_tasks_per_child: int | None = 20,
+                 devices: Sequence[str] | None = None) -> None:
         super().__init__(workers, trial_timeout=trial_timeout, threads=threads, device=device)
+        if devices and device is not None:
+            raise ValueError("give a device for every trial or devices to share them out, not both")
+        self.device_plan = DevicePlan(devices) if devices else None
         self._max_tasks = max_tasks_per_child or 0
         self._inner: dict[Future[TrialOutcome], Future[Any]] = {}
+        self._placed: dict[Future[TrialOutcome], str] = {}  # the device each running trial holds
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -148,18 +158,36 @@ class LocalPoolExecutor(Executor):
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         outer: Future[TrialOutcome] = Future()
         self.restart()  # a pool whose manager failed is replaced once, before it takes the task
-        inner = self._pool.schedule(runner, args=(self.place(task),), timeout=self.trial_timeout)
+        placed = self.place(task)
+        if self.device_plan is None:
+            inner = self._pool.schedule(runner, args=(placed,), timeout=self.trial_timeout)
+        else:
+            placed = replace(placed, device=self.device_plan.acquire())
+            try:
+                inner = self._pool.schedule(run_on_device, args=(runner, placed), timeout=self.trial_timeout)
+            except BaseException:
+                self.device_plan.release(str(placed.device))
+                raise
         with self._lock:
             self._inner[outer] = inner
+            if self.device_plan is not None:
+                self._placed[outer] = str(placed.device)
         inner.add_done_callback(lambda done: self._settle(outer, done))
         return outer
+
+    def _free(self, outer: Future[TrialOutcome]) -> None:
+        """Give back the device of a trial that ended, once, whichever way it ended."""
+        with self._lock:
+            self._inner.pop(outer, None)
+            device = self._placed.pop(outer, None)
+        if device is not None and self.device_plan is not None:
+            self.device_plan.release(device)
 
     def _settle(self, outer: Future[TrialOutcome], inner: Future[Any]) -> None:
         """Pass the worker's result on, in the executor's own terms (no Pebble type reaches the loop)."""
         from pebble import ProcessExpired
 
-        with self._lock:
-            self._inner.pop(outer, None)
+        self._free(outer)
         if outer.done():
             return
         try:
@@ -195,9 +223,21 @@ class LocalPoolExecutor(Executor):
             self._pool.close()
         self._pool.join()
         with self._lock:
-            unsettled, self._inner = list(self._inner), {}
+            unsettled = list(self._inner)
         for future in unsettled:
+            self._free(future)
             future.cancel()  # a stopped pool settles nothing more
+
+
+def run_on_device(runner: Runner, task: TrialTask) -> TrialOutcome:
+    """In a pool worker: run ``runner`` on the GPU the pool gave the task, and say so in the worker name."""
+    from autopeft.engine.worker import placed_on, worker_name
+
+    tag = gpu_tag(str(task.device))
+    with placed_on(tag):  # heartbeats name the GPU too, so a lost trial's attempt still says where it ran
+        outcome = runner(task)
+    worker = outcome.worker or worker_name()
+    return replace(outcome, worker=worker if worker.endswith(tag) else worker + tag)
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -217,14 +257,20 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 def make_executor(kind: str, workers: int | None, *, trial_timeout: float | None = None, threads: int | None = None,
-                  device: str | None = None, options: Mapping[str, Any] | None = None) -> Executor:
+                  device: str | None = None, options: Mapping[str, Any] | None = None,
+                  devices: Sequence[str] | None = None) -> Executor:
     """``local`` (process pool, the default), ``inprocess`` or ``ray``; ``threads`` and ``device`` for every trial.
 
     ``options`` go to the Ray executor (``address``, ``gpus_per_trial``, ``cpus_per_trial``, ``storage``);
-    ``workers`` None: 1, or for Ray what the cluster holds.
+    ``workers`` None: 1, or for Ray what the cluster holds. ``devices`` (the local pool's only): the GPUs
+    its trials share, one each, least busy first.
     """
     from autopeft.errors import ConfigError
 
+    if devices and kind != "local":
+        raise ConfigError(f"applies to --executor local only (this run uses {kind})", field="--devices")
+    if devices and device is not None:
+        raise ConfigError(DEVICES_AND_DEVICE, field="--devices")
     if kind == "ray":  # Ray is imported only there, and only now
         from autopeft.engine.ray_executor import make_ray_executor
 
@@ -232,7 +278,8 @@ def make_executor(kind: str, workers: int | None, *, trial_timeout: float | None
     workers = workers or 1
 
     if kind == "local":
-        return LocalPoolExecutor(workers, trial_timeout=trial_timeout, threads=threads, device=device)
+        return LocalPoolExecutor(workers, trial_timeout=trial_timeout, threads=threads, device=device,
+                                 devices=devices)
     if kind == "inprocess":
         if workers != 1:
             raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")

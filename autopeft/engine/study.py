@@ -9,7 +9,7 @@ an existing study resumes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -69,7 +69,8 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
               executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
               runner: Runner | None = None, resume: bool = False, force: bool = False,
               policy: FaultPolicy | None = None, lease: Lease | None = None, threads: int | None = None,
-              device: str | None = None, executor_options: Mapping[str, Any] | None = None) -> StudySummary:
+              device: str | None = None, executor_options: Mapping[str, Any] | None = None,
+              devices: Sequence[str] | None = None) -> StudySummary:
     """Run (or resume) study ``name`` from the store until its budget is spent.
 
     ``executor_options`` go to the Ray executor (``address``, ``gpus_per_trial``, ``cpus_per_trial``); there
@@ -77,6 +78,9 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
 
     ``threads`` and ``device`` (`--threads`, `--device`) apply to every trial of this run; by default a
     trial gets its recipe's, and a pool's trials split the cores this process may use between them.
+    ``devices`` (`--devices`, cuda:N names): the local pool gives each trial the least busy of them;
+    without them, a pool on a machine where torch sees several GPUs spreads trials that would train on
+    `auto` or `cuda` over all of them (`train.resources.default_devices`).
 
     The driver first takes the study's lease (`DriverLease`): a study run by a live driver is refused
     with `LeaseHeldError` naming it, unless ``force``; a stale lease (a crashed driver) is taken over.
@@ -85,15 +89,17 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
     with DriverLease(store, name, lease or Lease.for_this_process(), ttl=policy.lease_ttl, force=force) as held:
         return _run_held(store, name, held, budget=budget, workers=workers, executor=executor, runs_dir=runs_dir,
                          display=display, runner=runner, resume=resume, policy=policy, threads=threads,
-                         device=device, executor_options=executor_options)
+                         device=device, executor_options=executor_options, devices=devices)
 
 
 def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int | None,
               executor: str, runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
               policy: FaultPolicy, threads: int | None, device: str | None,
-              executor_options: Mapping[str, Any] | None = None) -> StudySummary:
+              executor_options: Mapping[str, Any] | None = None,
+              devices: Sequence[str] | None = None) -> StudySummary:
     from autopeft.engine.worker import run_trial
     from autopeft.train.counting import ParamCounter
+    from autopeft.train.resources import default_devices
 
     record = store.get_study(name)
     definition = StudyDefinition.from_record(record)
@@ -120,8 +126,11 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
     ray_options = {"storage": store.url, **(executor_options or {})} if executor == "ray" else None
+    if executor == "local" and not devices:  # several GPUs here and trials bound for cuda: one per GPU in turn
+        devices = default_devices(device or recipe.training.device)
+        device = None if devices else device  # each trial's cuda:N now comes from the plan
     pool = make_executor(executor, workers, trial_timeout=policy.trial_timeout, threads=threads, device=device,
-                         options=ray_options)
+                         options=ray_options, devices=devices)
     if not isinstance(pool, InProcessExecutor):
         import torch
 

@@ -29,10 +29,23 @@ log = logging.getLogger(__name__)
 #: How long a job waits for another process to let go of its trial folder before it gives up.
 FOLDER_LOCK_WAIT_SECONDS = 60.0
 _stores: dict[str, Any] = {}  # one Store per URL per worker process
+_placement = ""  # ":gpu<N>" while this process runs a job on the GPU its pool gave it (`placed_on`)
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid``, and ``:gpu<N>`` while the job runs on a GPU its pool assigned: where a trial ran."""
+    return f"{socket.gethostname()}:{os.getpid()}{_placement}"
+
+
+@contextmanager
+def placed_on(tag: str) -> Iterator[None]:
+    """Name this worker ``host:pid<tag>`` (its heartbeats and outcome) while the job inside runs."""
+    global _placement
+    before, _placement = _placement, tag
+    try:
+        yield
+    finally:
+        _placement = before
 
 
 def run_trial(task: TrialTask) -> TrialOutcome:

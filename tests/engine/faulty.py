@@ -34,6 +34,24 @@ def echo_runner(task: TrialTask) -> TrialOutcome:
     return _report(task)
 
 
+def device_runner(task: TrialTask) -> TrialOutcome:
+    """Reports the device the executor handed it (``task.device``) and the worker name a heartbeat would send.
+
+    With ``gather`` (a folder) and ``together`` (a count), it first waits until that many trials are running at
+    once. The device string is only passed on, never given to torch: the tests run where no GPU exists.
+    """
+    from autopeft.engine.worker import worker_name
+
+    if task.options.get("gather"):
+        folder = Path(task.options["gather"])
+        (folder / str(task.number)).write_text(str(os.getpid()))
+        deadline = time.monotonic() + 120
+        while len(list(folder.iterdir())) < int(task.options["together"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    outcome = echo_runner(task)
+    return replace(outcome, metrics={**outcome.metrics, "device": task.device, "heartbeat_name": worker_name()})
+
+
 def raising_runner(task: TrialTask) -> TrialOutcome:
     raise RuntimeError("boom")
 

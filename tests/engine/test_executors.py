@@ -33,7 +33,7 @@ from autopeft.engine.ray_executor import RayExecutor
 from autopeft.engine.task import TrialTask
 from autopeft.status import TrialStatus
 from autopeft.train.resources import available_cores
-from tests.engine.faulty import dying_runner, echo_runner, hanging_runner, raising_runner
+from tests.engine.faulty import device_runner, dying_runner, echo_runner, hanging_runner, raising_runner
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -187,3 +187,149 @@ def test_a_trial_folder_in_use_by_a_live_process_is_not_shared(tmp_path: Path, m
         outcome = worker.run_trial(TrialTask(study="s", number=0, config={}, trial_config={}, recipe={},
                                              recipe_dir=".", fidelity=1, trial_dir=str(folder)))
     assert outcome.status is TrialStatus.FAILED and "still in use by another process" in (outcome.error or "")
+
+
+# --- a local pool sharing GPUs out (`--devices`) -------------------------------------------------------------
+# No GPU exists where these run: the cuda:N strings reach the runner (`device_runner` reports them) but are
+# never given to torch. What is tested is which device each trial is handed and when it is handed back.
+
+GPUS = ("cuda:0", "cuda:1", "cuda:2", "cuda:3")
+
+
+def _idle(pool: LocalPoolExecutor, within: float = 10.0) -> dict[str, int]:
+    """The plan's busy counts once every device is back (a trial's device returns on the pool's thread)."""
+    assert pool.device_plan is not None
+    deadline = time.monotonic() + within
+    while any(pool.device_plan.busy().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pool.device_plan.busy()
+
+
+def test_four_workers_on_four_devices_run_one_trial_on_each(tmp_path: Path) -> None:
+    pool = LocalPoolExecutor(4, devices=GPUS)
+    try:
+        # each trial waits until all four run at once, so none could have reused another's device or worker
+        futures = [pool.submit(device_runner, _task(i, gather=str(tmp_path), together=4)) for i in range(4)]
+        assert pool.device_plan is not None and pool.device_plan.busy() == dict.fromkeys(GPUS, 1)
+        outcomes = [f.result(timeout=120) for f in futures]
+    finally:
+        pool.shutdown(cancel=True)
+    assert len({o.metrics["pid"] for o in outcomes}) == 4  # four worker processes at once
+    assert sorted(o.metrics["device"] for o in outcomes) == list(GPUS)
+    for outcome in outcomes:
+        tag = ":gpu" + outcome.metrics["device"].removeprefix("cuda:")
+        assert outcome.worker == f"{outcome.metrics['pid']}{tag}"  # the store says where the trial ran
+        assert outcome.metrics["heartbeat_name"].endswith(tag)  # and so do the job's heartbeats
+    assert _idle(pool) == dict.fromkeys(GPUS, 0)
+
+
+def test_more_workers_than_devices_share_them_evenly(tmp_path: Path) -> None:
+    pool = LocalPoolExecutor(4, devices=GPUS[:2])
+    try:
+        futures = [pool.submit(device_runner, _task(i, gather=str(tmp_path), together=4)) for i in range(4)]
+        devices = [f.result(timeout=120).metrics["device"] for f in futures]
+    finally:
+        pool.shutdown(cancel=True)
+    assert sorted(devices) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+
+
+def test_a_device_comes_back_when_its_trial_ends_however_it_ends(tmp_path: Path) -> None:
+    """Reported, raised, cancelled, its worker lost: each gives its device back, once; a running trial keeps its."""
+    pool = LocalPoolExecutor(2, devices=GPUS[:2])
+    try:
+        assert pool.submit(device_runner, _task(0)).result(timeout=120).metrics["device"] == "cuda:0"
+        assert _idle(pool) == {"cuda:0": 0, "cuda:1": 0}
+        with pytest.raises(RuntimeError, match="boom"):
+            pool.submit(raising_runner, _task(1)).result(timeout=120)  # cuda:1, in turn
+        assert _idle(pool) == {"cuda:0": 0, "cuda:1": 0}
+
+        held = pool.submit(echo_runner, _task(2, sleep=60, pid_file=str(tmp_path / "held")))  # cuda:0
+        _wait_for(tmp_path / "held")
+        cancelled = pool.submit(echo_runner, _task(3, sleep=60, pid_file=str(tmp_path / "cancelled")))  # cuda:1
+        _wait_for(tmp_path / "cancelled")
+        assert pool.device_plan is not None and pool.device_plan.busy() == {"cuda:0": 1, "cuda:1": 1}
+        pool.cancel(cancelled)
+        assert _idle_one(pool, "cuda:1")
+        with pytest.raises(WorkerLostError):
+            pool.submit(dying_runner, _task(4)).result(timeout=120)  # the least busy: cuda:1
+        assert _idle_one(pool, "cuda:1")
+        assert pool.device_plan.busy() == {"cuda:0": 1, "cuda:1": 0}  # the held trial kept its device throughout
+        outcome = pool.submit(device_runner, _task(6)).result(timeout=120)
+        assert outcome.metrics["device"] == "cuda:1"
+        pool.cancel(held)
+    finally:
+        pool.shutdown(cancel=True)
+    assert _idle(pool) == {"cuda:0": 0, "cuda:1": 0}
+
+
+def test_a_trial_past_the_timeout_gives_its_device_back() -> None:
+    pool = LocalPoolExecutor(1, devices=GPUS[:1], trial_timeout=2.0)
+    try:
+        with pytest.raises(TrialTimeoutError):
+            pool.submit(hanging_runner, _task(0, hang_on=[0])).result(timeout=120)
+        assert _idle(pool) == {"cuda:0": 0}
+        assert pool.submit(device_runner, _task(1)).result(timeout=120).metrics["device"] == "cuda:0"
+    finally:
+        pool.shutdown(cancel=True)
+
+
+def _idle_one(pool: LocalPoolExecutor, device: str, within: float = 10.0) -> bool:
+    assert pool.device_plan is not None
+    deadline = time.monotonic() + within
+    while pool.device_plan.busy()[device] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pool.device_plan.busy()[device] == 0
+
+
+def test_shutdown_gives_every_device_back(tmp_path: Path) -> None:
+    pool = LocalPoolExecutor(2, devices=GPUS[:2])
+    for i in range(2):
+        pool.submit(echo_runner, _task(i, sleep=60, pid_file=str(tmp_path / f"p{i}")))
+    for i in range(2):
+        _wait_for(tmp_path / f"p{i}")
+    pool.shutdown(cancel=True)
+    assert pool.device_plan is not None and pool.device_plan.busy() == {"cuda:0": 0, "cuda:1": 0}
+
+
+def test_a_pool_without_devices_leaves_the_task_and_the_worker_name_alone() -> None:
+    pool = LocalPoolExecutor(1)
+    try:
+        outcome = pool.submit(device_runner, _task(0)).result(timeout=120)
+    finally:
+        pool.shutdown(cancel=True)
+    assert pool.device_plan is None and outcome.metrics["device"] is None
+    assert outcome.worker == str(outcome.metrics["pid"]) and ":gpu" not in outcome.metrics["heartbeat_name"]
+
+
+def test_devices_are_the_local_pools_alone() -> None:
+    from autopeft.engine.executors import make_executor
+    from autopeft.errors import ConfigError
+
+    for kind in ("inprocess", "ray"):
+        with pytest.raises(ConfigError, match="--devices: applies to --executor local only"):
+            make_executor(kind, 1, devices=GPUS[:1])
+    with pytest.raises(ConfigError, match=r"--devices: .* give one of them"):
+        make_executor("local", 1, device="cpu", devices=GPUS[:1])
+    pool = make_executor("local", 2, devices=GPUS[:2])
+    try:
+        assert isinstance(pool, LocalPoolExecutor) and pool.device_plan is not None
+        assert pool.device_plan.devices == GPUS[:2]
+    finally:
+        pool.shutdown()
+
+
+def test_the_store_says_which_device_each_trial_ran_on(tmp_path: Path) -> None:
+    from autopeft.store import Store
+    from tests.engine.test_loop import _loop, _study
+
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    definition = _study(store, "d", strategy="random")
+    pool = LocalPoolExecutor(2, devices=GPUS[:2])
+    try:
+        _loop(store, "d", definition, budget=2.0, strategy="random", runner=device_runner, executor=pool).run()
+    finally:
+        pool.shutdown(cancel=True)
+    attempts = store.attempts("d")
+    assert attempts and all(a.worker and a.worker.endswith((":gpu0", ":gpu1")) for a in attempts)
+    assert {a.worker.rsplit(":", 1)[1] for a in attempts if a.worker} == {"gpu0", "gpu1"}  # both devices used
+    assert all(t.worker and ":gpu" in t.worker for t in store.trials("d"))
