@@ -362,6 +362,7 @@ def _details(store: Store, name: str) -> dict[str, Any]:
     """The study's definition and progress: what `study show --json` prints besides its trials."""
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.loop import budget_spent
+    from autopeft.engine.utilisation import utilisation
 
     record = store.get_study(name)
     definition = StudyDefinition.from_record(record)
@@ -372,7 +373,14 @@ def _details(store: Store, name: str) -> dict[str, Any]:
             "budget_used": used, "counts": {s.value: n for s, n in store.trial_counts(name).items()},
             "driver": record.lease_holder,
             "driver_heartbeat": None if record.lease_heartbeat is None else record.lease_heartbeat.isoformat(),
-            "attempts": _attempt_counts(store, name)}
+            "attempts": _attempt_counts(store, name), "workers": _workers(utilisation(store.attempts(name)))}
+
+
+def _workers(use: Any) -> dict[str, Any]:
+    """The workers' idle share while the study had work to hand out (`autopeft.engine.utilisation`)."""
+    share = use.idle_share
+    return {"most_at_once": use.workers, "window_seconds": round(use.window_seconds, 3),
+            "idle_share": None if share is None else round(share, 4)}
 
 
 def _details_table(name: str, details: dict[str, Any]) -> Table:
@@ -388,6 +396,10 @@ def _details_table(name: str, details: dict[str, Any]) -> Table:
     table.add_row("driver", "none" if details["driver"] is None else
                   f"{details['driver']} (heartbeat {details['driver_heartbeat'][:19].replace('T', ' ')} UTC)")
     table.add_row("jobs", ", ".join(f"{n} {o}" for o, n in details["attempts"].items() if n) or "none")
+    workers = details["workers"]
+    if workers["idle_share"] is not None:
+        table.add_row("workers idle", f"{100 * workers['idle_share']:.1f}% of {workers['most_at_once']} worker(s)' "
+                      "time while trials remained to start")
     return table
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from autopeft.engine.task import TrialOutcome, TrialTask
 from autopeft.train.resources import DevicePlan, default_threads, gpu_tag
@@ -53,6 +53,9 @@ class Executor(abc.ABC):
     ``threads`` and ``device`` (`--threads`, `--device`) apply to every trial; without them a trial gets
     its recipe's `training.threads`, else `threads_per_trial`, and its recipe's device.
     """
+
+    #: Runs each trial in the caller's thread, to the end, inside `submit` (nothing runs beside the driver).
+    inline: ClassVar[bool] = False
 
     def __init__(self, workers: int, *, trial_timeout: float | None = None, threads: int | None = None,
                  device: str | None = None) -> None:
@@ -108,6 +111,8 @@ class Executor(abc.ABC):
 
 class InProcessExecutor(Executor):
     """Runs each task at once, in this process: deterministic, no pickling; one worker, no timeout."""
+
+    inline = True
 
     def __init__(self, *, threads: int | None = None, device: str | None = None) -> None:
         super().__init__(1, threads=threads, device=device)

@@ -36,7 +36,7 @@ from autopeft.engine.front import Front, FrontEntry, compute_front, study_front
 from autopeft.engine.lease import DriverLease, FaultPolicy
 from autopeft.engine.paths import trial_dir_for
 from autopeft.engine.progress import Display, NullDisplay, StudyProgress
-from autopeft.engine.strategy import ProposalQueue
+from autopeft.engine.proposals import ProposalQueue
 from autopeft.engine.task import Heartbeat, TrialOutcome, TrialTask
 from autopeft.errors import AutopeftError, describe_exception
 from autopeft.search.history import History, Observation
@@ -132,10 +132,12 @@ class StudyLoop:
         self._owner = None if lease is None else lease.owner  # fences every write of this driver
         self._retry: list[Suggestion] = []  # lost jobs to run again before anything new
         self._last_silence_check = time.monotonic()
-        self.queue = ProposalQueue(sampler, self._history)
+        self._running: dict[Future[TrialOutcome], _Running] = {}
+        # Slow samplers propose ahead, in the background, while trials run elsewhere (`ProposalQueue`).
+        self.queue = ProposalQueue(sampler, self._history, running=lambda: len(self._running),
+                                   ahead=not executor.inline)
         self.scheduler: Scheduler = scheduler_factory(self.queue)
         self._mirror = _Mirror()
-        self._running: dict[Future[TrialOutcome], _Running] = {}
         self._trials: dict[int, TrialRecord] = {}  # scheduler trial id -> store row
         self._started = time.monotonic()
         self._max = definition.max_fidelity
@@ -167,6 +169,7 @@ class StudyLoop:
             raise
         finally:
             self.executor.shutdown(cancel=bool(self._running) or taken_over)
+        self.queue.settle()  # a proposal still being made in the background (none is started once the budget is spent)
         for number, trial_status in self._mirror.status.items():
             if trial_status is TrialStatus.PAUSED:  # never promoted within the budget: stopped early for good
                 self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED, lease=self._owner)
@@ -212,6 +215,8 @@ class StudyLoop:
             trial = self._trials.get(suggestion.trial_id) or self._create_trial(suggestion)
             if trial is not None:
                 self._launch(suggestion, trial)
+        if self._running and self._can_start():
+            self.queue.ahead()  # the next configuration, ready when a worker frees
 
     def _create_trial(self, s: Suggestion) -> TrialRecord | None:
         """The store row of a new trial; a configuration that does not compile is recorded as failed."""

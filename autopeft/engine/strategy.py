@@ -17,7 +17,6 @@ from typing import Any
 
 from autopeft.errors import ConfigError
 from autopeft.search.full_fidelity import FullFidelity
-from autopeft.search.history import History
 from autopeft.search.hyperband import MultiObjectiveHyperband
 from autopeft.search.pareto import Objective
 from autopeft.search.samplers.base import Feasible, KnownObjective, Sampler
@@ -70,30 +69,3 @@ def make_scheduler(strategy: str, propose: Propose, objectives: tuple[Objective,
                                        seed=seed)
     return FullFidelity(propose=propose, objectives=objectives, max_fidelity=max_fidelity)
 
-
-class ProposalQueue:
-    """The scheduler's ``propose`` callable: hands out configurations proposed in batches.
-
-    When several workers are free at once the loop asks for a batch (`prefetch`), so a model-based
-    sampler picks them jointly (as q-batch proposals); queued configurations count as pending.
-    """
-
-    def __init__(self, sampler: Sampler, history: Any) -> None:
-        self.sampler = sampler
-        self._history = history  # () -> History, with in-flight configurations as pending
-        self.queued: list[dict[str, Any]] = []
-
-    def _current(self) -> History:
-        base: History = self._history()
-        return History(base.observations, (*base.pending, *self.queued), base.num_trials + len(self.queued),
-                       base.failed)
-
-    def prefetch(self, n: int) -> None:
-        missing = n - len(self.queued)
-        if missing > 0:
-            self.queued.extend(dict(c) for c in self.sampler.propose(missing, self._current()))
-
-    def __call__(self, n: int) -> list[dict[str, Any]]:
-        self.prefetch(n)
-        out, self.queued = self.queued[:n], self.queued[n:]
-        return out

@@ -82,6 +82,9 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
     assert 2.0 <= shown["budget_used"] < 3.0
     assert shown["driver"] is None  # the finished run released its lease
     assert shown["attempts"]["reported"] == len(store.results("t")) and shown["attempts"]["running"] == 0
+    assert shown["workers"]["most_at_once"] == 1 and 0.0 <= shown["workers"]["idle_share"] < 1.0
+    code, out, _ = _run("study", "show", "t", "--storage", url)
+    assert code == 0 and "workers idle" in out and "of 1 worker(s)' time while trials remained to start" in out
 
     code, out, err = _run("study", "resume", "t", "--storage", url, "--budget", "4", "--executor", "inprocess")
     assert code == 0, err

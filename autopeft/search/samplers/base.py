@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from autopeft.search.history import Config, History
 from autopeft.search.pareto import Objective
@@ -28,6 +28,9 @@ class Sampler(abc.ABC):
             model-based samplers use them instead of learning them.
     """
 
+    #: Proposing may take seconds (a model fit): the study loop then proposes ahead, in the background.
+    slow: ClassVar[bool] = False
+
     def __init__(self, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int = 0,
                  feasible: Feasible | None = None, known: Mapping[str, KnownObjective] | None = None) -> None:
         self.dims = dict(dims)
@@ -39,3 +42,11 @@ class Sampler(abc.ABC):
     @abc.abstractmethod
     def propose(self, n: int, history: History) -> list[Config]:
         """``n`` new configurations (fewer only if the space has no more feasible ones)."""
+
+    def cheap_propose(self, n: int, history: History) -> list[Config]:
+        """Proposals in milliseconds, for a free worker while a slow `propose` is still running (its own by default).
+
+        Called from the loop's thread while `propose` may run in another, so it must share no mutable state
+        with `propose`.
+        """
+        return self.propose(n, history)

@@ -73,6 +73,8 @@ class _KnownValues:
 class MOBOSampler(Sampler):
     """qLogNEHVI over a candidate pool; a GP for learned objectives, exact values for known ones."""
 
+    slow = True  # a GP fit and an acquisition over the pool: seconds, tens on a busy laptop
+
     def __init__(self, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int = 0,
                  feasible: Feasible | None = None, known: Mapping[str, KnownObjective] | None = None,
                  min_points: int = 8, pool_size: int = 512, num_mutations: int = 256,
@@ -108,6 +110,10 @@ class MOBOSampler(Sampler):
         if len(out) < n:
             out += self._fallback.propose(n - len(out), with_pending(history, out))
         return out
+
+    def cheap_propose(self, n: int, history: History) -> list[Config]:
+        """Scrambled Sobol proposals (the random sampler's, stateless: safe beside a running `propose`)."""
+        return self._fallback.propose(n, history)
 
     def _usable(self, obs: Observation) -> bool:
         values = [obs.objectives.get(o.name) for o in self.learned]
