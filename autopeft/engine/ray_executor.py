@@ -32,6 +32,7 @@ from typing import Any
 
 from autopeft.engine.executors import Executor, Runner, TrialTimeoutError, WorkerLostError
 from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.engine.worker import placed_on
 from autopeft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,10 @@ def run_on_ray(runner: Runner, task: TrialTask) -> TrialOutcome:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"  # CUDA_VISIBLE_DEVICES: cuda is ours
-    worker = f"ray:{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}"
-    if gpu_ids:
-        worker += f":gpu{','.join(gpu_ids)}"
-    outcome = runner(replace(task, device=device))
+    tag = f":gpu{','.join(gpu_ids)}" if gpu_ids else ""
+    worker = f"ray:{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}{tag}"
+    with placed_on(tag):  # the heartbeats name the GPU(s) too: host:pid:gpu<ids>
+        outcome = runner(replace(task, device=device))
     return replace(outcome, worker=worker)
 
 

@@ -274,3 +274,114 @@ def test_a_node_killed_while_it_holds_a_trial_loses_only_that_attempt(ray_cluste
     finally:
         ray_cluster.workers.remove(victim)
         ray_cluster.add_workers(1)  # two live worker nodes again for the tests after this one
+
+
+# -- the CLI as a process: Ctrl-C and a killed driver, on PostgreSQL ----------------------------------------
+
+#: Steps per trial of the tiny BERT (~2.5 s of training here): long enough for a signal to land while both trials train.
+LONG_STEPS = 1200
+
+
+def _cli_files(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    import yaml
+
+    from tests.cli.test_study import TINY_SPACE
+    from tests.conftest import tiny_recipe_dict
+
+    recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(model_dir, fmin=LONG_STEPS, fmax=LONG_STEPS, threads=1)),
+                      encoding="utf-8")
+    space.write_text(yaml.safe_dump(TINY_SPACE), encoding="utf-8")
+    return recipe, space
+
+
+def _ray_cli(cluster: RayTestCluster, url: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    from tests.engine.test_faults import _cli
+
+    return _cli(*args, "--storage", url, "--executor", "ray", "--ray-address", cluster.address, "-q",
+                "--runs-dir", str(tmp_path / "runs"))
+
+
+def _ray_pids_running(store: Store, name: str) -> dict[int, int]:
+    """Trial number -> the pid of the Ray worker that trains it: running attempts that sent a heartbeat.
+
+    A heartbeat names the worker ``host:pid:gpu<ids>`` (the outcome then ``ray:<ip>/<node>:<pid>:gpu<ids>``).
+    """
+    return {a.trial_number: int(a.worker.split(":")[2 if a.worker.startswith("ray:") else 1])
+            for a in store.attempts(name) if a.outcome is AttemptOutcome.RUNNING and a.worker}
+
+
+def _both_training(store: Store, name: str) -> dict[int, int]:
+    from tests.engine.test_faults import _has_rows
+
+    return _ray_pids_running(store, name) if _has_rows(store, name, "attempts") else {}
+
+
+def _gone(pids: Any, within: float) -> list[int]:
+    """The pids still alive (not zombies) after ``within`` seconds."""
+    from tests.engine.test_faults import _alive
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+def _resume_to_the_end(cluster: RayTestCluster, url: str, tmp_path: Path, name: str, *extra: str) -> None:
+    from tests.engine.test_faults import _check_consistent
+
+    driver = _ray_cli(cluster, url, tmp_path, "study", "resume", name, *extra)
+    _, err = driver.communicate(timeout=180)
+    assert driver.returncode == 0, err.decode()
+    store = Store(url)
+    _check_consistent(store, name, 2.0)  # every trial finished, once; the budget counted once; no attempt open
+    assert len(store.results(name)) == 2
+    assert budget_spent(store.results(name), LONG_STEPS) == pytest.approx(2.0)
+    history = _outcomes(store, name)
+    assert history == {n: [AttemptOutcome.INTERRUPTED, AttemptOutcome.REPORTED] for n in (0, 1)}, history
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigkill"])
+def test_a_stopped_cli_driver_leaves_a_study_that_resume_finishes(stop: str, ray_cluster: RayTestCluster,
+                                                                   tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`study run --executor ray` as a process, stopped while both trials train on the cluster.
+
+    Ctrl-C (SIGINT): the driver pauses the study, puts the running trials back to waiting, closes their
+    attempts as interrupted and cancels their Ray tasks (`ray.cancel(force=True)`), then exits 130.
+    SIGKILL: nothing is written, Ray ends the dead driver's tasks, and `study resume --force` takes the
+    study over (the dead driver's attempts are closed as interrupted). Either way `study resume` finishes
+    the study with both trials, each counted once.
+    """
+    recipe, space = _cli_files(tmp_path, tiny_model_dir)
+    with pg_schema() as (user, schema):
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        store, name = Store(url), "stopped"
+        driver = _ray_cli(ray_cluster, url, tmp_path, "study", "run", "--space", str(space), "--trial", str(recipe),
+                          "--name", name, "--strategy", "random", "--budget", "2")
+        try:
+            deadline = time.monotonic() + 90
+            while len(pids := _both_training(store, name)) < 2 and time.monotonic() < deadline:
+                assert driver.poll() is None, driver.communicate()[1].decode()
+                time.sleep(0.2)
+            assert len(pids) == 2, "two trials were not training on the cluster within 90 s"
+            driver.send_signal(signal.SIGINT if stop == "ctrl-c" else signal.SIGKILL)
+            _, err = driver.communicate(timeout=60)
+        finally:
+            driver.kill()
+        assert not _gone(pids.values(), 30), "a Ray task of the stopped driver is still running"
+        assert all(t.status is TrialStatus.RUNNING or t.status is TrialStatus.WAITING for t in store.trials(name))
+        if stop == "ctrl-c":
+            assert driver.returncode == 130, err.decode()
+            assert store.get_study(name).status is StudyStatus.PAUSED
+            assert store.get_study(name).lease_owner is None  # released: a plain resume takes it
+            assert [t.status for t in store.trials(name)] == [TrialStatus.WAITING] * 2
+            attempts = store.attempts(name)
+            assert [(a.outcome, a.error) for a in attempts] == [(AttemptOutcome.INTERRUPTED, "the driver stopped")] * 2
+            assert not store.results(name)  # nothing reported, nothing spent
+            _resume_to_the_end(ray_cluster, url, tmp_path, name)
+        else:
+            assert driver.returncode == -signal.SIGKILL
+            assert store.get_study(name).status is StudyStatus.RUNNING  # as the killed driver left it
+            assert [a.outcome for a in store.attempts(name)] == [AttemptOutcome.RUNNING] * 2
+            _resume_to_the_end(ray_cluster, url, tmp_path, name, "--force")
