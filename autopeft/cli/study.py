@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,8 +59,9 @@ CpusPerTrial = Annotated[float | None, typer.Option("--cpus-per-trial", help="Wi
 Devices = Annotated[str | None, typer.Option("--devices", help="With the local pool: the GPUs its trials share, "
                                             "one each, least busy first: 0,1,2,3 or cuda:0,cuda:1 (default: "
                                             "every GPU torch sees, where it sees several).")]
-RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Trial checkpoints (default: autopeft_runs/ "
-                                              "beside the SQLite file).")]
+RunsDir = Annotated[str | None, typer.Option("--runs-dir", help="Trial checkpoints: a folder every worker sees, "
+                                             "or a URI such as s3://bucket/runs (with s3fs) or gs:// (with "
+                                             "gcsfs) (default: autopeft_runs/ beside the SQLite file).")]
 
 
 def parse_duration(text: str | None, field: str = "max-time") -> float | None:
@@ -475,13 +475,13 @@ def study_delete(
 ) -> None:
     """Delete a study, its trials and results, and its trial checkpoints."""
     from autopeft.engine.paths import runs_dir_for
+    from autopeft.train.storage import check_location, delete_folder, join
 
+    runs = runs_dir_for(storage) if runs_dir is None else check_location(runs_dir, field="runs-dir")
     store = open_store(storage)
     _require(store, name)
     if not yes and not typer.confirm(f"delete study {name!r} and its trials?", err=True):
         raise typer.Exit(1)
     store.delete_study(name)
-    folder = (runs_dir or runs_dir_for(storage)) / name
-    if folder.is_dir():
-        shutil.rmtree(folder)
+    delete_folder(join(runs, name))
     console.print(f"deleted study {name}")

@@ -28,7 +28,8 @@ def trial_run(
     config: Annotated[Path, typer.Option("--config", help="Configuration YAML (plan, learning rate).")],
     fidelity: Annotated[int | None, typer.Option(help="Train to this fidelity (default: the recipe's max).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    trial_dir: Annotated[Path | None, typer.Option(help="Save state here; continue from it if present.")] = None,
+    trial_dir: Annotated[str | None, typer.Option(help="Save state here, a folder or a URI (s3://, gs://, "
+                                                  "file://); continue from it if present.")] = None,
     dev: Annotated[bool, typer.Option("--dev/--no-dev", help="Also score the held-back dev split.")] = False,
     threads: Threads = None,
     device: Device = None,
@@ -37,12 +38,21 @@ def trial_run(
     from autopeft.train.job import TrialJob
     from autopeft.train.recipe import load_config, load_recipe
     from autopeft.train.resources import check_device, check_threads, default_threads, with_resources
+    from autopeft.train.storage import check_location, open_trial
 
     threads, device = check_threads(threads), check_device(device)
+    folder = None if trial_dir is None else open_trial(check_location(trial_dir, field="trial_dir"))
     recipe = with_resources(load_recipe(trial), threads=threads, device=device, default=default_threads())
-    job = TrialJob(recipe, load_config(config), trial_dir=trial_dir, config_source=str(config))
-    with training_progress(not as_json) as progress:
-        result = job.run(fidelity, evaluate_dev=dev, progress=progress)
+    job = TrialJob(recipe, load_config(config), trial_dir=None if folder is None else folder.local,
+                   config_source=str(config), on_save=None if folder is None else folder.push)
+    try:
+        if folder is not None:
+            folder.pull()  # a URI's stored state into a local copy (nothing to do for a folder)
+        with training_progress(not as_json) as progress:
+            result = job.run(fidelity, evaluate_dev=dev, progress=progress)
+    finally:
+        if folder is not None:
+            folder.release()
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:

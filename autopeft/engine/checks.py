@@ -23,6 +23,7 @@ from autopeft.engine.definition import make_objectives
 from autopeft.engine.executors import DEVICES_AND_DEVICE, EXECUTORS
 from autopeft.engine.strategy import DEFAULT_STRATEGY, check_strategy
 from autopeft.errors import ConfigError
+from autopeft.train.storage import check_location
 
 if TYPE_CHECKING:
     from autopeft.engine.loop import Budget
@@ -47,7 +48,7 @@ class RunOptions:
     budget: Budget
     workers: int | None  # None: for Ray, what the cluster holds
     executor: str
-    runs_dir: Path | None
+    runs_dir: Path | str | None  # a local folder, or a URI (`train.storage`)
     executor_options: Mapping[str, Any] | None = None  # Ray's: address, gpus_per_trial, cpus_per_trial
     devices: tuple[str, ...] | None = None  # `--devices`, as cuda:N names the local pool shares out
 
@@ -106,7 +107,7 @@ def check_storage(url: str) -> str:
 
 
 def check_run_options(*, budget: float | None, max_time: float | None, workers: int | None, executor: str,
-                      runs_dir: Path | None, require_budget: bool = True, ray_address: str | None = None,
+                      runs_dir: Path | str | None, require_budget: bool = True, ray_address: str | None = None,
                       gpus_per_trial: float | None = None, cpus_per_trial: float | None = None,
                       device: str | None = None, devices: str | None = None) -> RunOptions:
     """The options of one run of the loop; `require_budget=False` where the store holds one (resume).
@@ -143,9 +144,8 @@ def check_run_options(*, budget: float | None, max_time: float | None, workers: 
     if executor == "inprocess" and workers != 1:
         raise ConfigError("the in-process executor runs one trial at a time; use --workers 1", field="workers")
     gpus = _check_devices(devices, executor=executor, device=device)
-    if runs_dir is not None and runs_dir.exists() and not runs_dir.is_dir():
-        raise ConfigError(f"{runs_dir} exists and is not a folder", field="runs-dir")
-    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs_dir, ray_options, gpus)
+    runs = None if runs_dir is None else check_location(runs_dir, field="runs-dir")
+    return RunOptions(Budget(trials=budget, seconds=max_time), workers, executor, runs, ray_options, gpus)
 
 
 def _check_devices(devices: str | None, *, executor: str, device: str | None) -> tuple[str, ...] | None:

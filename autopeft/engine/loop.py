@@ -115,7 +115,7 @@ class StudyLoop:
 
     def __init__(self, *, store: Store, name: str, definition: StudyDefinition, scheduler_factory: Any,
                  sampler: Sampler, executor: Executor, runner: Runner, compile_config: Compile,
-                 budget: Budget, runs_dir: Path | None = None, display: Display | None = None,
+                 budget: Budget, runs_dir: Path | str | None = None, display: Display | None = None,
                  policy: FaultPolicy | None = None, lease: DriverLease | None = None) -> None:
         self.store = store
         self.name = name

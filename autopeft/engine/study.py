@@ -30,6 +30,7 @@ from autopeft.engine.strategy import (
 )
 from autopeft.errors import ConfigError
 from autopeft.store import Lease, Store
+from autopeft.train.storage import check_location
 
 
 def default_study_name(space_name: str, recipe_name: str) -> str:
@@ -66,12 +67,15 @@ def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = N
 
 
 def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int | None = 1,
-              executor: str = "local", runs_dir: Path | None = None, display: Display | None = None,
+              executor: str = "local", runs_dir: Path | str | None = None, display: Display | None = None,
               runner: Runner | None = None, resume: bool = False, force: bool = False,
               policy: FaultPolicy | None = None, lease: Lease | None = None, threads: int | None = None,
               device: str | None = None, executor_options: Mapping[str, Any] | None = None,
               devices: Sequence[str] | None = None) -> StudySummary:
     """Run (or resume) study ``name`` from the store until its budget is spent.
+
+    ``runs_dir``: where trial checkpoints go, a local folder or a URI fsspec knows (`train.storage`);
+    default `autopeft_runs/` beside the SQLite file.
 
     ``executor_options`` go to the Ray executor (``address``, ``gpus_per_trial``, ``cpus_per_trial``); there
     ``workers`` None means what the cluster holds.
@@ -93,8 +97,8 @@ def run_study(store: Store, name: str, *, budget: Budget | None = None, workers:
 
 
 def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | None, workers: int | None,
-              executor: str, runs_dir: Path | None, display: Display | None, runner: Runner | None, resume: bool,
-              policy: FaultPolicy, threads: int | None, device: str | None,
+              executor: str, runs_dir: Path | str | None, display: Display | None, runner: Runner | None,
+              resume: bool, policy: FaultPolicy, threads: int | None, device: str | None,
               executor_options: Mapping[str, Any] | None = None,
               devices: Sequence[str] | None = None) -> StudySummary:
     from autopeft.engine.worker import run_trial
@@ -125,6 +129,8 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)
 
+    # A local folder or a URI (`train.storage`), checked again for API callers (the CLI checked it first).
+    runs = runs_dir_for(store.url) if runs_dir is None else check_location(runs_dir, field="runs_dir")
     ray_options = {"storage": store.url, **(executor_options or {})} if executor == "ray" else None
     if executor == "local" and not devices:  # several GPUs here and trials bound for cuda: one per GPU in turn
         devices = default_devices(device or recipe.training.device)
@@ -140,7 +146,7 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
         torch.set_num_threads(1)
     loop = StudyLoop(store=store, name=name, definition=definition, scheduler_factory=scheduler_factory,
                      sampler=sampler, executor=pool, runner=runner or run_trial,
-                     compile_config=compile_config, budget=budget, runs_dir=runs_dir or runs_dir_for(store.url),
+                     compile_config=compile_config, budget=budget, runs_dir=runs,
                      display=display, policy=policy, lease=held)
     has_trials = bool(store.trials(name))
     return loop.run(resume=resume or has_trials)

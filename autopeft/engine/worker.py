@@ -6,6 +6,8 @@ configuration cannot train (out of memory, a diverging loss, a plan the model ca
 While the job runs, a thread writes its heartbeat to the store (`Heartbeat`), and the trial's folder is
 locked (`flock`), so a job of a resumed study never trains into a checkpoint that a job of an old run
 still writes to: it waits for the old one to end (its driver is gone, so it ends within a second).
+A trial folder given as a URI (``--runs-dir s3://...``) trains in a local copy that `train.storage`
+pulls before the job and pushes after every save, so the trial can resume on any node.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from autopeft.engine.task import Heartbeat, TrialOutcome, TrialTask
 from autopeft.errors import TrialFailedError, describe_exception
 from autopeft.status import TrialStatus
+from autopeft.train.storage import TrialFolder, open_trial
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,9 @@ def placed_on(tag: str) -> Iterator[None]:
 def run_trial(task: TrialTask) -> TrialOutcome:
     """Train the task's configuration to its fidelity and report score and costs (never raises)."""
     try:
-        with _beating(task.heartbeat), _folder_lock(task.trial_dir):
-            return _run(task)
+        folder = open_trial(task.trial_dir) if task.trial_dir else None
+        with _beating(task.heartbeat), _folder_lock(None if folder is None else str(folder.local)):
+            return _run(task, folder)
     except Exception as err:  # the study records the failure and goes on
         log.info("trial %d failed: %s", task.number, err, exc_info=log.isEnabledFor(logging.DEBUG))
         return TrialOutcome(task.number, TrialStatus.FAILED, task.fidelity, error=describe_exception(err),
@@ -119,7 +123,7 @@ def _folder_lock(trial_dir: str | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run(task: TrialTask) -> TrialOutcome:
+def _run(task: TrialTask, folder: TrialFolder | None) -> TrialOutcome:
     from autopeft.space.config import TrialConfig
     from autopeft.train.job import TrialJob
     from autopeft.train.recipe import TrialRecipe
@@ -132,13 +136,19 @@ def _run(task: TrialTask) -> TrialOutcome:
     recipe._source_dir = Path(task.recipe_dir)
     recipe = with_resources(recipe, threads=task.threads, device=task.device)
     config = TrialConfig.model_validate(dict(task.trial_config or {}))
-    trial_dir = Path(task.trial_dir) if task.trial_dir else None
-    if trial_dir is not None:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-    result = TrialJob(recipe, config, trial_dir=trial_dir, config_source=f"trial {task.number}").run(task.fidelity)
+    if folder is None:
+        result = TrialJob(recipe, config, config_source=f"trial {task.number}").run(task.fidelity)
+    else:  # under the folder lock: a URI trial's state is pulled here and pushed after every save
+        folder.local.mkdir(parents=True, exist_ok=True)
+        folder.pull()
+        try:
+            result = TrialJob(recipe, config, trial_dir=folder.local, config_source=f"trial {task.number}",
+                              on_save=folder.push).run(task.fidelity)
+        finally:
+            folder.release()
     metrics = result.model_dump(mode="json")
-    if trial_dir is not None:
-        metrics["trial_dir"] = str(trial_dir)
+    if folder is not None:
+        metrics["trial_dir"] = str(folder.location)  # where export (and any node) finds the checkpoint
     if result.status is TrialStatus.FAILED or result.score is None:
         return TrialOutcome(task.number, TrialStatus.FAILED, result.fidelity, metrics=metrics,
                             error=result.error or "no score", worker=worker_name())

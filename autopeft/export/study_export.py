@@ -22,6 +22,7 @@ from autopeft.export.bundle import BUNDLE_FILE, Bundle, Provenance, now_iso, wri
 from autopeft.export.select import PeftCheck, Rule, select, share_pct
 from autopeft.export.staging import staged_dir
 from autopeft.store import display_url
+from autopeft.train.storage import is_uri
 
 if TYPE_CHECKING:
     from autopeft.export.peft_format import PeftExport
@@ -65,15 +66,16 @@ def public_url(url: str) -> str:
     return display_url(u)
 
 
-def default_trial_dir(storage_url: str, study: str, number: int) -> Path:
+def default_trial_dir(storage_url: str, study: str, number: int) -> Path | str:
     """Where the engine put the trial's checkpoint by default (see `autopeft.engine.paths`)."""
     return trial_dir_for(runs_dir_for(storage_url), study, number)
 
 
-def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path:
+def trial_dir_of(entry: FrontEntry, storage_url: str, study: str) -> Path | str:
+    """The trial's checkpoint folder as its worker recorded it: a local path, or a URI (`train.storage`)."""
     recorded = entry.metrics.get("trial_dir")
     if isinstance(recorded, str) and recorded:
-        return Path(recorded).expanduser()
+        return recorded if is_uri(recorded) else Path(recorded).expanduser()
     return default_trial_dir(storage_url, study, entry.number)
 
 
@@ -227,17 +229,25 @@ def _write_peft_config(config: dict[str, Any], folder: Path) -> None:
     get_peft_config(dict(config)).save_pretrained(str(folder))
 
 
-def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Path, folder: Path,
+def _weights_from_state(recipe: TrialRecipe, config: TrialConfig, trial_dir: Path | str, folder: Path,
                         notes: list[str]) -> bool:
-    """The trial's trained adapter in `peft` format, when its saved state reached full fidelity."""
+    """The trial's trained adapter in `peft` format, when its saved state reached full fidelity.
+
+    A state kept under a URI is read from a temporary local copy (`TrialFolder.readable`).
+    """
     from autopeft.errors import ConfigError
     from autopeft.export.peft_format import portable_base_model, save_peft_adapter
     from autopeft.export.unwrap import plain_layers
     from autopeft.train.session import TrainingSession
     from autopeft.train.state import load_state
+    from autopeft.train.storage import open_trial
 
     try:
-        state = load_state(trial_dir)
+        with open_trial(trial_dir).readable() as local:
+            state = load_state(local)
+    except ConfigError as err:  # a URI whose file system is not installed here
+        notes.append(f"no weights: cannot read the state in {trial_dir} ({err.message})")
+        return False
     except Exception as err:  # a torn or foreign file: the config alone is still a useful export
         notes.append(f"no weights: cannot read the state in {trial_dir} ({type(err).__name__})")
         return False

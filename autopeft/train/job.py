@@ -32,13 +32,14 @@ class TrialJob:
     """Trains one configuration of one recipe; cheap to create, builds the model on first `run`."""
 
     def __init__(self, recipe: TrialRecipe, config: TrialConfig, *, trial_dir: Path | None = None,
-                 config_source: str | None = None) -> None:
+                 config_source: str | None = None, on_save: Callable[[], None] | None = None) -> None:
         if trial_dir is not None and trial_dir.exists() and not trial_dir.is_dir():
             raise ConfigError(f"{trial_dir} exists and is not a folder", field="trial_dir")
         self.recipe = recipe
         self.config = config
         self.trial_dir = trial_dir
         self.config_source = config_source
+        self.on_save = on_save  # after each state saved in `trial_dir` (a URI runs folder uploads it)
         self._session: TrainingSession | None = None
 
     @property
@@ -102,6 +103,8 @@ class TrialJob:
     def _save(self) -> None:
         if self.trial_dir is not None:
             self.session.save(self.trial_dir)
+            if self.on_save is not None:
+                self.on_save()
 
     def _result(self, status: TrialStatus, seconds: float, start_step: int, *, error: str | None = None,
                 evaluate: bool = False, evaluate_dev: bool = False) -> TrialResult:

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from autopeft.errors import ConfigError
-
-STATE_FILE = "state.pt"
+from autopeft.train.storage import STATE_FILE  # defined there, beside the code that copies it, without torch
 
 
 def config_fingerprint(payload: dict[str, Any]) -> str:
