@@ -9,7 +9,7 @@ empty frame. Plans, placement grids, parameters and their importance are in `sea
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,12 @@ from autopeft.dashboard.search_charts import (
     parameters_figure,
     plan_grid,
     plan_grid_figure,
-    plan_of,
     trial_plan_grid,
 )
 from autopeft.dashboard.views import StudyView, TrialView
 from autopeft.engine.definition import SCORE, TRAINABLE_PARAMS
 from autopeft.engine.front import FrontEntry
 from autopeft.search.pareto import Direction, Objective, hypervolume, reference_point, to_minimization
-from autopeft.space.plan_text import plan_text
 from autopeft.status import TrialStatus
 
 __all__ = [
@@ -74,8 +72,8 @@ def _scatter(n: int, **kwargs: Any) -> go.Scatter | go.Scattergl:
     return go.Scattergl(**kwargs) if n > _GL_ABOVE else go.Scatter(**kwargs)
 
 
-def _hover(number: int, values: Mapping[str, float], view: StudyView, plan: Mapping[str, Any] | None,
-           fidelity: int | None = None) -> str:
+def _hover(trial_id: int, number: int, values: Mapping[str, float], view: StudyView,
+           plan: Mapping[str, Any] | None, fidelity: int | None = None) -> str:
     lines = [f"trial {number}" + (f" (at fidelity {fidelity:,})" if fidelity is not None else "")]
     for objective in view.definition.objectives:
         value = values.get(objective.name)
@@ -85,7 +83,7 @@ def _hover(number: int, values: Mapping[str, float], view: StudyView, plan: Mapp
     share = share_pct(values, view.base_params)
     if share is not None:
         lines.append(f"share of the model: {share:.3f}%")
-    lines.append(plan_text(plan_of(plan)))
+    lines.append(view.plan_line(trial_id, plan))
     return "<br>".join(lines)
 
 
@@ -143,7 +141,8 @@ def front_figure(view: StudyView, *, log_x: bool = False, show_pruned: bool = Fa
     ):
         fig.add_trace(_scatter(len(entries), name=name, x=_array(e.objectives[x] for e in entries),
                                y=_array(e.objectives[y] for e in entries), customdata=_array(e.number for e in entries),
-                               hovertext=_texts(_hover(e.number, e.objectives, view, e.plan) for e in entries),
+                               hovertext=_texts(_hover(e.trial_id, e.number, e.objectives, view, e.plan)
+                                                for e in entries),
                                hovertemplate="%{hovertext}<extra></extra>", **style))
     for fidelity, group in itertools.groupby(sorted(stopped, key=lambda t: (t.fidelity, t.number)),
                                              key=lambda t: t.fidelity):
@@ -152,7 +151,7 @@ def front_figure(view: StudyView, *, log_x: bool = False, show_pruned: bool = Fa
                                mode="markers", marker={"symbol": "x", "color": _STOPPED_COLOUR, "opacity": 0.6},
                                x=_array(t.objectives[x] for t in trials), y=_array(t.objectives[y] for t in trials),
                                customdata=_array(t.number for t in trials),
-                               hovertext=_texts(_hover(t.number, t.objectives, view, t.plan, t.fidelity)
+                               hovertext=_texts(_hover(t.id, t.number, t.objectives, view, t.plan, t.fidelity)
                                                 for t in trials),
                                hovertemplate="%{hovertext}<extra></extra>"))
     # No clickmode or dragmode here: Streamlit sets them for its selections, and a figure that forces
@@ -185,7 +184,8 @@ def front_3d_figure(view: StudyView) -> go.Figure:
         fig.add_trace(go.Scatter3d(name=name, mode="markers", marker={"size": 4, **marker},
                                    x=[e.objectives[a] for e in entries], y=[e.objectives[b] for e in entries],
                                    z=[e.objectives[c] for e in entries], customdata=[e.number for e in entries],
-                                   hovertext=[_hover(e.number, e.objectives, view, e.plan) for e in entries],
+                                   hovertext=[_hover(e.trial_id, e.number, e.objectives, view, e.plan)
+                                              for e in entries],
                                    hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(scene={"xaxis": {"title": {"text": _label(a)}}, "yaxis": {"title": {"text": _label(b)}},
                              "zaxis": {"title": {"text": _label(c)}}}, margin={"l": 0, "r": 0, "t": 30, "b": 0})
@@ -282,11 +282,9 @@ def learning_curves_figure(view: StudyView) -> go.Figure:
     return fig
 
 
-def trials_frame(view: StudyView, plan_lines: MutableMapping[int, str] | None = None) -> pd.DataFrame:
-    """Every trial, one row: the trials table and its CSV download (objectives at the fidelity reached).
-
-    ``plan_lines``: plan lines already written, by trial id (see `rows.trial_rows`)."""
-    return pd.DataFrame(trial_rows(view, plan_lines=plan_lines), columns=trial_columns(view))
+def trials_frame(view: StudyView) -> pd.DataFrame:
+    """Every trial, one row: the trials table and its CSV download (objectives at the fidelity reached)."""
+    return pd.DataFrame(trial_rows(view), columns=trial_columns(view))
 
 
 def _common_objectives(views: Sequence[StudyView]) -> tuple[Objective, ...]:
@@ -342,7 +340,8 @@ def compare_figures(views: Sequence[StudyView]) -> tuple[go.Figure, go.Figure, p
               for e in entries]
         fronts.add_trace(go.Scatter(name=view.name, x=xs, y=[e.objectives[SCORE] for e in entries],
                                     mode="lines+markers", line={"shape": "hv"}, customdata=[e.number for e in entries],
-                                    hovertext=[_hover(e.number, e.objectives, view, e.plan) for e in entries],
+                                    hovertext=[_hover(e.trial_id, e.number, e.objectives, view, e.plan)
+                                              for e in entries],
                                     hovertemplate=f"{view.name}<br>%{{hovertext}}<extra></extra>"))
         history = _history(view, objectives, same) if objectives else []
         volumes.add_trace(go.Scatter(name=view.name, x=[b for b, _ in history], y=[h for _, h in history],

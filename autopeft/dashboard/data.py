@@ -16,7 +16,8 @@ Queries per page:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,16 +66,19 @@ def study_version(store: Store, name: str) -> tuple[Any, ...]:
     return store.study_version(name)
 
 
-def load_study(store: Store, name: str, *, detail: bool = True) -> StudyView:
+def load_study(store: Store, name: str, *, detail: bool = True,
+               plan_lines: MutableMapping[int, str] | None = None) -> StudyView:
     """Everything the study and trial pages draw, read in one transaction (`Store.read_study`).
 
     ``front`` is exactly `autopeft.engine.front.study_front` (what `autopeft pareto` prints), computed by
     the same `compute_front` from the same full-fidelity results. Without ``detail`` (the study page) the
     results below full fidelity come without their metrics and only running attempts are read: the page
     shows neither, and they are most of a large study's bytes. ``view.detail`` says which it is.
+    ``plan_lines``: the plan lines of an earlier view of the same store, kept by the new one (see there).
     """
     with gc_paused():  # see there: a large study builds ~10^6 objects here
-        return _load_study(store, name, detail)
+        view = _load_study(store, name, detail)
+    return view if plan_lines is None else dataclasses.replace(view, plan_lines=plan_lines)
 
 
 def _load_study(store: Store, name: str, detail: bool) -> StudyView:

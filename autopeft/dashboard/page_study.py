@@ -3,6 +3,7 @@ and the trials table, redrawn from the store every few seconds while the study r
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -91,11 +92,11 @@ def _front(view: StudyView) -> None:
         _chart(ui.drawn(charts.front_figure, view, log_x=log_x, show_pruned=pruned), "front", select=True)
     with right:
         failed = [t for t in view.trials if t.status is TrialStatus.FAILED]
-        st.markdown(f"**failed trials** ({len(failed)})")
-        for t in failed[:50]:
-            st.markdown(ui.link(f"trial {t.number}", page="trial", study=view.name, trial=t.number)
-                        + f": {(t.error or '').splitlines()[0][:120] if t.error else 'no error text'}",
-                        unsafe_allow_html=True)
+        # One element for the list, not one per trial: each element is a message to the browser (~5 ms here).
+        st.markdown("  \n".join([f"**failed trials** ({len(failed)})"] + [
+            ui.link(f"trial {t.number}", page="trial", study=view.name, trial=t.number)
+            + f": {html.escape((t.error or '').splitlines()[0][:120]) if t.error else 'no error text'}"
+            for t in failed[:50]]), unsafe_allow_html=True)
         if len(failed) > 50:
             st.caption(f"and {len(failed) - 50} more (trials table)")
         st.markdown("**on the front**: " + " · ".join(ui.link(str(e.number), page="trial", study=view.name,
@@ -203,7 +204,7 @@ def _show(item: Any, key: str) -> None:
 def _trials_frame(view: StudyView) -> Any:
     from autopeft.dashboard import charts
 
-    return charts.trials_frame(view, plan_lines=ui.plan_lines(ui.storage_url()))
+    return charts.trials_frame(view)
 
 
 def _trials(view: StudyView) -> None:

@@ -52,10 +52,11 @@ def _summary(view: StudyView, trial: TrialView) -> None:
 
 def _plan(view: StudyView, trial: TrialView) -> None:
     from autopeft.dashboard import charts
+    from autopeft.dashboard.rows import plan_of
     from autopeft.space.plan_text import plan_text
 
     st.subheader("Plan")
-    plan = charts.plan_of(trial.plan) if trial.plan is not None else None
+    plan = plan_of(trial.plan) if trial.plan is not None else None
     if plan:
         st.markdown(f"`{plan_text(plan)}`")
         st.caption("layer x role, each cell the method and its sizes")

@@ -7,7 +7,7 @@ same rows, so the two never disagree on what a trial's fidelity, values or plan 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from autopeft.dashboard.views import StudyView
@@ -43,26 +43,15 @@ def trial_columns(view: StudyView) -> list[str]:
     return ["number", "status", "fidelity", *names, "share_pct", "plan", "worker", "error", "started", "finished"]
 
 
-def trial_rows(view: StudyView, statuses: Collection[TrialStatus] | None = None, *,
-               plan_lines: MutableMapping[int, str] | None = None) -> list[dict[str, Any]]:
+def trial_rows(view: StudyView, statuses: Collection[TrialStatus] | None = None) -> list[dict[str, Any]]:
     """Every trial (or those in ``statuses``), one row each: its values at the highest fidelity it reported.
 
-    ``plan_lines`` (trial id -> plan line) is read and filled: a trial's plan never changes once stored, so
-    a dashboard keeps the lines of a large study from one version of it to the next instead of writing
-    10,000 of them again after every result.
+    Plan lines come from `StudyView.plan_line` (written once per trial, kept across a dashboard's versions).
     """
     names = [o.name for o in view.definition.objectives]
-    lines: MutableMapping[int, str] = {} if plan_lines is None else plan_lines
-
-    def line(trial: Any) -> str:
-        text = lines.get(trial.id)
-        if text is None:
-            text = lines[trial.id] = plan_line(trial.plan)
-        return text
-
     return [{"number": t.number, "status": t.status.value, "fidelity": t.fidelity,
              **{n: t.objectives.get(n) for n in names}, "share_pct": share_pct(t.objectives, view.base_params),
-             "plan": line(t), "worker": t.worker, "error": t.error, "started": t.started_at,
+             "plan": view.plan_line(t.id, t.plan), "worker": t.worker, "error": t.error, "started": t.started_at,
              "finished": t.finished_at}
             for t in view.trials if statuses is None or t.status in statuses]
 

@@ -81,7 +81,7 @@ def _version(url: str, name: str) -> Any:
 def _study(url: str, name: str, version: Any, detail: bool) -> StudyView:
     from autopeft.dashboard.data import load_study
 
-    return load_study(cached_store(url), name, detail=detail)
+    return load_study(cached_store(url), name, detail=detail, plan_lines=plan_lines(url))
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
@@ -127,7 +127,7 @@ def drawn(draw: Callable[..., T], view: StudyView, **options: Any) -> T:
 @st.cache_resource(show_spinner=False)
 def plan_lines(url: str) -> dict[int, str]:
     """The plan lines of the store's trials written so far, by trial id, shared by every session and every
-    version of a study (a stored plan never changes; see `rows.trial_rows`)."""
+    version of a study (a stored plan never changes; see `StudyView.plan_lines`)."""
     return {}
 
 

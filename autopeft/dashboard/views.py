@@ -7,6 +7,7 @@ without a browser. Nothing here starts work or writes to the store.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -117,10 +118,22 @@ class StudyView:
     driver: str | None = None  # `host:pid` of the driver running the study (its lease), if any
     driver_heartbeat: datetime | None = None  # its last heartbeat (database clock, UTC)
     detail: bool = True  # False: metrics only at full fidelity, attempts only running ones (the study page)
+    #: Plan lines already written, by trial id, shared with later views of the same store (a stored plan never
+    #: changes): a dashboard writes the 10,000 lines of a large study once, not again after every result.
+    plan_lines: MutableMapping[int, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def max_fidelity(self) -> int:
         return self.definition.max_fidelity
+
+    def plan_line(self, trial_id: int, plan: Mapping[str, Any] | None) -> str:
+        """Trial ``trial_id``'s plan in one line (`L1-2 lora r8 qv`; "" without a plan), written once."""
+        line = self.plan_lines.get(trial_id)
+        if line is None:
+            from autopeft.dashboard.rows import plan_line
+
+            line = self.plan_lines[trial_id] = plan_line(plan)
+        return line
 
     def trial(self, number: int) -> TrialView | None:
         return next((t for t in self.trials if t.number == number), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from datetime import datetime, timedelta, timezone
@@ -252,16 +253,21 @@ def test_trials_frame_has_a_row_per_trial() -> None:
     assert frame[frame["status"] == "failed"]["error"].eq("boom").all()
 
 
-def test_trials_frame_keeps_plan_lines_between_versions() -> None:
+def test_plan_lines_are_kept_between_versions_by_the_table_and_the_hover_texts() -> None:
     """A line already written (by trial id) is read back, a missing one is written and kept: a study's next
-    version writes only its new trials' lines."""
-    view = make_view()
-    first, *rest = view.trials
+    version writes only its new trials' lines, for the trials table and the front's hover texts alike."""
+    fresh = make_view()
+    first, *rest = fresh.trials
     lines = {first.id: "kept"}
-    frame = charts.trials_frame(view, plan_lines=lines)
+    view = dataclasses.replace(fresh, plan_lines=lines)
+    frame = charts.trials_frame(view)
     assert frame.iloc[0]["plan"] == "kept"
     assert set(lines) == {t.id for t in view.trials}
-    assert [lines[t.id] for t in rest] == list(charts.trials_frame(view)["plan"])[1:]
+    assert [lines[t.id] for t in rest] == list(charts.trials_frame(fresh)["plan"])[1:]
+    entry = view.front.completed[0]
+    lines[entry.trial_id] = "from an earlier version"
+    hover = next(t for t in charts.front_figure(view).data if entry.number in _customdata(t))
+    assert any(str(text).endswith("<br>from an earlier version") for text in hover.hovertext)
 
 
 def test_compare_overlays_fronts_and_histories_from_one_reference() -> None:

@@ -246,10 +246,11 @@ def test_views_pickle(filled: str) -> None:
 
 
 def test_reading_the_dashboards_data_imports_no_torch_and_nothing_that_trains() -> None:
-    # The executors' thread and device rules (autopeft.train.resources: os and a regex, no torch) come along
+    # The executors' thread and device rules (autopeft.train.resources: os and a regex, no torch) and where
+    # trial folders live (autopeft.train.storage: paths and URIs, fsspec only when one is used) come along
     # with the engine's loop; nothing else of autopeft.train may.
     code = ("import sys, autopeft.dashboard.data, autopeft.dashboard.views\n"
-            "light = {'autopeft.train', 'autopeft.train.resources'}\n"
+            "light = {'autopeft.train', 'autopeft.train.resources', 'autopeft.train.storage'}\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'autopeft.train'))\n"
             "             and m not in light)\n"
             "bad += [m for m in ('autopeft.engine.worker', 'autopeft.engine.study') if m in sys.modules]\n"
