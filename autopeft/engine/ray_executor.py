@@ -13,6 +13,16 @@ fails its future with `WorkerLostError`, so the loop re-queues the trial from it
 `cancel` and ``shutdown(cancel=True)`` force-cancel the tasks (`ray.cancel(force=True)` ends their worker
 processes); ``trial_timeout`` is kept by a timer in the driver that force-cancels the task.
 
+The trial timeout counts from when the trial starts on its worker, not from submission: a task queued for
+lack of resources, or waiting for a worker process to start, does not time out meanwhile. With a timeout,
+each trial is a streaming-generator task (`run_on_ray_streaming`) that yields `STARTED` first and then its
+outcome; one driver thread waits on every such task (`ray.wait` on the generators) and starts a trial's
+timer when its `STARTED` arrives. Chosen over the alternatives because it is Ray's own documented
+channel from a running task to its owner: no extra actor (a process to keep alive and to lose with its
+node), no polling of the store's heartbeat rows (the executor would need the store and every runner a
+heartbeat) and no state API (served by the dashboard, which a cluster may not run). Ray Client does not
+carry streaming generators: there the timer still starts at submission (a warning says so).
+
 The worker name recorded with every attempt is ``ray:<node ip>/<node id, 8 hex>:<pid>`` followed by
 ``:gpu<ids>`` when the trial held GPUs, so where each trial ran can be read back from the store.
 """
@@ -25,7 +35,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, replace
 from typing import Any
@@ -180,6 +190,14 @@ def check_cluster(cluster: ClusterInfo, *, storage: str | None, gpus_per_trial: 
 
 def run_on_ray(runner: Runner, task: TrialTask) -> TrialOutcome:
     """The Ray task: run ``runner`` on the GPU(s) Ray assigned, and say where it ran in the worker name."""
+    placed, tag, worker = _place_here(task)
+    with placed_on(tag):  # the heartbeats name the GPU(s) too: host:pid:gpu<ids>
+        outcome = runner(placed)
+    return replace(outcome, worker=worker)
+
+
+def _place_here(task: TrialTask) -> tuple[TrialTask, str, str]:
+    """The task on the device Ray gave this worker, the ``:gpu<ids>`` tag, and the worker's name."""
     import ray
 
     context = ray.get_runtime_context()
@@ -191,9 +209,20 @@ def run_on_ray(runner: Runner, task: TrialTask) -> TrialOutcome:
         device = "cuda" if torch.cuda.is_available() else "cpu"  # CUDA_VISIBLE_DEVICES: cuda is ours
     tag = f":gpu{','.join(gpu_ids)}" if gpu_ids else ""
     worker = f"ray:{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}{tag}"
-    with placed_on(tag):  # the heartbeats name the GPU(s) too: host:pid:gpu<ids>
-        outcome = runner(replace(task, device=device))
-    return replace(outcome, worker=worker)
+    return replace(task, device=device), tag, worker
+
+
+#: What a streaming trial task yields first, when the trial starts on its worker (its timeout starts then).
+STARTED = "autopeft:started"
+
+
+def run_on_ray_streaming(runner: Runner, task: TrialTask) -> Iterator[str | TrialOutcome]:
+    """`run_on_ray` as a streaming generator: `STARTED` once placed (torch imported), then the outcome."""
+    placed, tag, worker = _place_here(task)
+    yield STARTED
+    with placed_on(tag):
+        outcome = runner(placed)
+    yield replace(outcome, worker=worker)
 
 
 class RayExecutor(Executor):
@@ -226,6 +255,17 @@ class RayExecutor(Executor):
         self._ray = ray
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_on_ray).options(
             num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
+        # With a timeout, trials say when they start (streaming tasks, watched by one thread); Ray Client
+        # has no streaming generators, so there the timeout counts from submission.
+        self._streaming = trial_timeout is not None and not ray.util.client.ray.is_connected()
+        if trial_timeout is not None and not self._streaming:
+            log.warning("through Ray Client the trial timeout counts from submission (queueing included)")
+        self._remote_streaming = ray.remote(max_retries=0, retry_exceptions=False, num_returns="streaming")(
+            run_on_ray_streaming).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
+        self._streams: dict[Future[TrialOutcome], Any] = {}  # not started or not finished yet
+        self._wake = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._closing = False
         self._lost = tuple(getattr(ray.exceptions, name) for name in LOST_ERRORS if hasattr(ray.exceptions, name))
         self._refs: dict[Future[TrialOutcome], Any] = {}
         self._timers: dict[Future[TrialOutcome], threading.Timer] = {}
@@ -251,6 +291,15 @@ class RayExecutor(Executor):
 
     def submit(self, runner: Runner, task: TrialTask) -> Future[TrialOutcome]:
         outer: Future[TrialOutcome] = Future()
+        if self._streaming:
+            stream = self._remote_streaming.remote(runner, self.place(task))
+            with self._lock:
+                self._refs[outer] = self._streams[outer] = stream
+                if self._watcher is None:
+                    self._watcher = threading.Thread(target=self._watch, name="autopeft-ray-watch", daemon=True)
+                    self._watcher.start()
+            self._wake.set()
+            return outer
         ref = self._remote.remote(runner, self.place(task))
         with self._lock:
             self._refs[outer] = ref
@@ -261,6 +310,51 @@ class RayExecutor(Executor):
                 timer.start()
         ref.future().add_done_callback(lambda done: self._settle(outer, done))
         return outer
+
+    def _watch(self) -> None:
+        """The streaming tasks' thread: start a trial's timer when it starts, pass its outcome on when it ends."""
+        ray = self._ray
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                streams = list(self._streams.items())
+            if not streams:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                ready, _ = ray.wait([s for _, s in streams], num_returns=1, timeout=0.5, fetch_local=False)
+            except Exception as err:  # the GCS did not answer: try again
+                log.debug("ray.wait on the trial tasks failed: %s", err)
+                time.sleep(0.5)
+                continue
+            for outer, stream in streams:
+                if any(stream is r for r in ready):
+                    self._step(outer, stream)
+
+    def _step(self, outer: Future[TrialOutcome], stream: Any) -> None:
+        """The next item of a streaming task is ready: its start (the timer begins) or its end."""
+        inner: Future[Any] = Future()
+        try:
+            value = self._ray.get(next(stream))
+        except StopIteration:
+            inner.set_exception(WorkerLostError("the Ray task ended without an outcome"))
+        except Exception as err:  # the trial raised, or its worker was lost: `_settle` says which
+            inner.set_exception(err)
+        else:
+            if value == STARTED:
+                with self._lock:
+                    if outer in self._refs and self.trial_timeout is not None:
+                        timer = threading.Timer(self.trial_timeout, self._time_out, args=(outer,))
+                        timer.daemon = True
+                        self._timers[outer] = timer
+                        timer.start()
+                return
+            inner.set_result(value)
+        with self._lock:
+            self._streams.pop(outer, None)
+        self._settle(outer, inner)
 
     def _forget(self, outer: Future[TrialOutcome]) -> Any:
         with self._lock:
@@ -333,6 +427,12 @@ class RayExecutor(Executor):
                     future.exception()  # wait for running trials to finish
         for future, _ in running:
             self._forget(future)
+        with self._lock:
+            self._streams.clear()
+            watcher, self._closing = self._watcher, True
+        self._wake.set()
+        if watcher is not None:
+            watcher.join(timeout=5)  # out of `ray.wait` before the connection goes
         disconnect()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from autopeft.engine.executors import TrialTimeoutError, make_executor
+from autopeft.engine.executors import TrialTimeoutError, WorkerLostError, make_executor
 from autopeft.engine.lease import FaultPolicy
 from autopeft.engine.loop import budget_spent
 from autopeft.engine.ray_executor import (
@@ -38,7 +38,7 @@ from autopeft.errors import ConfigError
 from autopeft.status import AttemptOutcome, TrialStatus
 from autopeft.store import Store, StudyStatus
 from tests.engine.conftest import REPO, RayTestCluster
-from tests.engine.faulty import WithOptions, echo_runner, hanging_runner
+from tests.engine.faulty import WithOptions, dying_runner, echo_runner, hanging_runner, raising_runner
 from tests.engine.synthetic import MAX_F
 from tests.engine.test_faults import _outcomes, _run
 from tests.store_fixtures import pg_schema
@@ -124,19 +124,60 @@ def test_a_study_on_postgresql_spreads_over_both_nodes_one_gpu_each(ray_cluster:
 
 @pytest.mark.slow
 def test_a_trial_past_the_timeout_is_stopped_on_the_cluster(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
-    # The timeout counts from submission (queueing and a worker's start included): long enough for a
-    # worker to start on this busy 2-core machine, so that the test sees the hung process ended.
-    executor = RayExecutor(1, address=ray_cluster.address, trial_timeout=10.0)
+    # The timeout counts from the trial's start on its worker (a worker's start-up is not counted).
+    executor = RayExecutor(1, address=ray_cluster.address, trial_timeout=3.0)
     try:
         hung = executor.submit(hanging_runner, TrialTask(study="s", number=0, config={"x": 0.5, "y": 0.5},
                                                          trial_config=None, recipe={}, recipe_dir=".", fidelity=3,
                                                          options={"hang_on": [0], "pid_file": str(tmp_path / "p")}))
-        with pytest.raises(TrialTimeoutError, match="10 s"):
+        with pytest.raises(TrialTimeoutError, match="3 s"):
             hung.result(timeout=60)
         assert (tmp_path / "p").exists(), "the trial had not started within its timeout"
         pid = int((tmp_path / "p").read_text())
         psutil.wait_procs([psutil.Process(pid)] if psutil.pid_exists(pid) else [], timeout=10)
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        executor.shutdown(cancel=True)
+
+
+@pytest.mark.slow
+def test_the_trial_timeout_counts_from_the_start_on_a_worker_not_from_submission(ray_cluster: RayTestCluster,
+                                                                                 tmp_path: Path) -> None:
+    """Four trials of 3 s on two GPUs with a 4 s timeout: the two queued behind the first two still finish.
+
+    Each GPU runs two trials one after the other, so the second of each is done 6 s or more after its
+    submission (plus a worker's start-up): a timer started at submission would have stopped it at 4 s.
+    """
+    executor = RayExecutor(address=ray_cluster.address, trial_timeout=4.0)
+    try:
+        submitted = time.monotonic()
+        futures = [executor.submit(echo_runner, TrialTask(study="s", number=i, config={"x": 0.5, "y": 0.5},
+                                                          trial_config=None, recipe={}, recipe_dir=".", fidelity=3,
+                                                          options={"sleep": 3.0}))
+                   for i in range(4)]
+        outcomes = [f.result(timeout=120) for f in futures]
+        assert [o.number for o in outcomes] == [0, 1, 2, 3] and all(o.ok for o in outcomes)
+        assert time.monotonic() - submitted > 4.0 + 2.0  # the last ones did wait longer than the timeout
+        assert len({o.worker.split(":")[1].split("/")[1] for o in outcomes if o.worker}) == 2  # on both nodes
+    finally:
+        executor.shutdown(cancel=True)
+
+
+@pytest.mark.slow
+def test_with_a_timeout_a_raising_trial_and_a_dead_worker_are_told_apart(ray_cluster: RayTestCluster) -> None:
+    """The streaming tasks a timeout uses report as the plain ones: the trial's own error, or a lost worker."""
+    executor = RayExecutor(address=ray_cluster.address, trial_timeout=60.0)
+    try:
+        def task(number: int) -> TrialTask:
+            return TrialTask(study="s", number=number, config={"x": 0.5, "y": 0.5}, trial_config=None, recipe={},
+                             recipe_dir=".", fidelity=3)
+
+        raised, died = executor.submit(raising_runner, task(0)), executor.submit(dying_runner, task(1))
+        with pytest.raises(RuntimeError, match="boom"):
+            raised.result(timeout=120)
+        with pytest.raises(WorkerLostError, match="worker process died"):
+            died.result(timeout=120)
+        assert executor.submit(echo_runner, task(2)).result(timeout=120).ok
     finally:
         executor.shutdown(cancel=True)
 
@@ -385,3 +426,4 @@ def test_a_stopped_cli_driver_leaves_a_study_that_resume_finishes(stop: str, ray
             assert store.get_study(name).status is StudyStatus.RUNNING  # as the killed driver left it
             assert [a.outcome for a in store.attempts(name)] == [AttemptOutcome.RUNNING] * 2
             _resume_to_the_end(ray_cluster, url, tmp_path, name, "--force")
+
