@@ -2,7 +2,8 @@
 
 A head with no CPU and no GPU (so no trial runs on it) and two worker nodes with 1 CPU and 1 logical GPU
 each (Ray hands out GPU ids without hardware), all on this machine, each node with its own temp folder
-and ports, started with the `ray start` CLI as on a real cluster. Teardown ends exactly the processes of
+and ports, started with the `ray start` CLI as on a real cluster. The head runs the dashboard (its job
+server: `ray job submit`) and a Ray Client server (``ray://``). Teardown ends exactly the processes of
 this cluster (found by its temp folder and GCS address, and their children), not every Ray process of
 the machine as `ray stop --force` would: other test sessions may run their own.
 
@@ -51,6 +52,8 @@ class RayTestCluster:
     address: str
     start_seconds: float = 0.0
     workers: list[str] = field(default_factory=list)  # temp folders of the worker nodes started
+    dashboard: str | None = None  # http://HOST:PORT of the head's dashboard (Ray Jobs), where started here
+    client: str | None = None  # ray://HOST:PORT of the head's Ray Client server, where started here
 
     def _ray(self, *args: str, timeout: float = 180) -> subprocess.Popen[bytes]:
         ray = str(Path(sys.executable).with_name("ray"))
@@ -64,12 +67,14 @@ class RayTestCluster:
 
     def start_head(self) -> None:
         assert self.base is not None
-        port = int(self.address.rsplit(":", 1)[1])
+        port, dashboard, client = int(self.address.rsplit(":", 1)[1]), free_port(), free_port()
         head = self._ray("--head", "--port", str(port), "--num-cpus", "0", "--num-gpus", "0",
-                         "--include-dashboard=false", "--dashboard-port", str(free_port()),
-                         "--ray-client-server-port", str(free_port()), *self._node_args(self.base / "head"))
+                         "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
+                         "--dashboard-port", str(dashboard), "--ray-client-server-port", str(client),
+                         *self._node_args(self.base / "head"))
         if head.wait(timeout=180) != 0:
             raise RuntimeError(f"ray start --head failed: {(self.base / 'head.log').read_text()[-2000:]}")
+        self.dashboard, self.client = f"http://127.0.0.1:{dashboard}", f"ray://127.0.0.1:{client}"
 
     def add_workers(self, count: int) -> list[str]:
         """Start ``count`` worker nodes (1 CPU, 1 GPU each) at once; returns their temp folders."""

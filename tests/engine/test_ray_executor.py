@@ -427,3 +427,65 @@ def test_a_stopped_cli_driver_leaves_a_study_that_resume_finishes(stop: str, ray
             assert [a.outcome for a in store.attempts(name)] == [AttemptOutcome.RUNNING] * 2
             _resume_to_the_end(ray_cluster, url, tmp_path, name, "--force")
 
+
+# -- the driver as a Ray Job, and through Ray Client ---------------------------------------------------------
+
+
+def _short_study_args(tmp_path: Path, model_dir: Path, url: str, name: str) -> list[str]:
+    import yaml
+
+    from tests.cli.test_study import TINY_SPACE
+    from tests.conftest import tiny_recipe_dict
+
+    recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(model_dir, fmin=12, fmax=12, threads=1)), encoding="utf-8")
+    space.write_text(yaml.safe_dump(TINY_SPACE), encoding="utf-8")
+    return ["study", "run", "--space", str(space), "--trial", str(recipe), "--storage", url, "--name", name,
+            "--strategy", "random", "--budget", "2", "-q", "--executor", "ray", "--runs-dir", str(tmp_path / "runs")]
+
+
+def _ran_on_the_cluster(url: str, name: str) -> None:
+    store = Store(url)
+    assert [t.status for t in store.trials(name)] == [TrialStatus.COMPLETE] * 2
+    assert len(_nodes(store, name)) >= 1  # Ray workers, one GPU id each
+    assert budget_spent(store.results(name), 12) == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_the_driver_runs_as_a_ray_job(ray_cluster: RayTestCluster, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`ray job submit --working-dir <the package> -- python -m autopeft.cli study run --executor ray ...`.
+
+    The job's driver runs on the head; it finds the cluster through RAY_ADDRESS (no --ray-address).
+    """
+    import shutil
+
+    if ray_cluster.dashboard is None:
+        pytest.skip("needs the head's dashboard (the Ray Jobs server): the cluster this test session started")
+    working = tmp_path / "job"
+    shutil.copytree(REPO / "autopeft", working / "autopeft", ignore=shutil.ignore_patterns("__pycache__"))
+    with pg_schema() as (user, schema):
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        ray = str(Path(sys.executable).with_name("ray"))
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        job = subprocess.run([ray, "job", "submit", "--address", ray_cluster.dashboard, "--working-dir", str(working),
+                              "--", "python", "-m", "autopeft.cli", *_short_study_args(tmp_path, tiny_model_dir, url,
+                                                                                       "job")],
+                             env=env, capture_output=True, text=True, timeout=240)
+        assert job.returncode == 0, (job.stdout[-3000:], job.stderr[-3000:])
+        assert "succeeded" in job.stdout + job.stderr
+        _ran_on_the_cluster(url, "job")
+
+
+@pytest.mark.slow
+def test_a_study_runs_through_ray_client(ray_cluster: RayTestCluster, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`--ray-address ray://HOST:10001` (Ray Client): the driver runs here, its tasks on the cluster."""
+    if ray_cluster.client is None:
+        pytest.skip("needs the head's Ray Client server: the cluster this test session started")
+    with pg_schema() as (user, schema):
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        driver = subprocess.run([sys.executable, "-m", "autopeft.cli", *_short_study_args(tmp_path, tiny_model_dir,
+                                                                                          url, "client"),
+                                 "--ray-address", ray_cluster.client],
+                                cwd=REPO, capture_output=True, text=True, timeout=240)
+        assert driver.returncode == 0, driver.stderr[-3000:]
+        _ran_on_the_cluster(url, "client")
