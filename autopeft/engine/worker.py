@@ -74,7 +74,9 @@ def _beating(heartbeat: Heartbeat | None) -> Iterator[None]:
     def beat() -> None:
         from autopeft.store import Store
 
-        store = _stores.get(heartbeat.store_url) or _stores.setdefault(heartbeat.store_url, Store(heartbeat.store_url))
+        # Not pooled: a beat holds a server connection for milliseconds, not for the whole trial (see `Store`).
+        store = (_stores.get(heartbeat.store_url)
+                 or _stores.setdefault(heartbeat.store_url, Store(heartbeat.store_url, pooled=False)))
         while True:
             try:
                 if not store.beat_trial(heartbeat.trial_id, heartbeat.attempt_id, worker_name()):

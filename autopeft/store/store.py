@@ -65,7 +65,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from autopeft.status import AttemptOutcome
 from autopeft.store.errors import (
@@ -122,15 +122,17 @@ def _read_only_sqlite_url(url: str, database: str | None) -> URL:
     return URL.create("sqlite", database="file:" + quote(str(path)), query={"mode": "ro", "uri": "true"})
 
 
-def _make_engine(url: str, busy_timeout_ms: int, *, read_only: bool = False) -> Engine:
+def _make_engine(url: str, busy_timeout_ms: int, *, read_only: bool = False, pooled: bool = True) -> Engine:
     """An engine whose SQLite connections run in WAL mode and let us choose how each transaction begins.
 
     ``read_only``: SQLite opens the file with ``mode=ro``, PostgreSQL sessions are ``READ ONLY``.
+    ``pooled=False``: a server connection is opened per session and closed after it (see `Store`).
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend != "sqlite":
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = (create_engine(url, pool_pre_ping=True) if pooled
+                  else create_engine(url, poolclass=NullPool))
         if read_only:
             if backend != "postgresql":
                 raise StoreError(f"cannot open store {display_url(url)!r} read-only: only SQLite and PostgreSQL "
@@ -186,16 +188,21 @@ class Store:
 
     The schema is created on first use (`create_all`); `autopeft.store.migrations.upgrade` migrates an
     existing database instead. With ``read_only`` the store only reads (see the module docstring): the
-    schema must exist already, and every write raises `ReadOnlyError`.
+    schema must exist already, and every write raises `ReadOnlyError`. With ``pooled=False`` a database
+    server's connection is opened for each session and closed after it, not kept: what every trial's
+    heartbeat uses, so 128 trials that beat every few seconds do not hold 128 of the server's (by default
+    100) connections.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_ms: int = 30_000, read_only: bool = False) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_ms: int = 30_000, read_only: bool = False,
+                 pooled: bool = True) -> None:
         self.url = url
         self.read_only = read_only
+        self.pooled = pooled
         self._display_url = display_url(url)  # in every message: never the password
         self._busy_timeout_ms = busy_timeout_ms
         try:
-            self._engine = _make_engine(url, busy_timeout_ms, read_only=read_only)
+            self._engine = _make_engine(url, busy_timeout_ms, read_only=read_only, pooled=pooled)
         except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot open store {self._display_url!r}: {_one_line(exc, url)}") from exc
         write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
@@ -209,8 +216,8 @@ class Store:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
-    def __reduce__(self) -> tuple[Any, tuple[str, bool]]:
-        return (_reopen, (self.url, self.read_only))
+    def __reduce__(self) -> tuple[Any, tuple[str, bool, bool]]:
+        return (_reopen, (self.url, self.read_only, self.pooled))
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r}{', read_only=True' if self.read_only else ''})"
@@ -819,9 +826,9 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, StudyStatus) else value
 
 
-def _reopen(url: str, read_only: bool) -> Store:
-    """How a `Store` unpickles: a fresh engine for the same URL, as read-only as the original."""
-    return Store(url, read_only=read_only)
+def _reopen(url: str, read_only: bool, pooled: bool = True) -> Store:
+    """How a `Store` unpickles: a fresh engine for the same URL, as read-only and pooled as the original."""
+    return Store(url, read_only=read_only, pooled=pooled)
 
 
 def _holder_is_gone(host: str | None, pid: int | None) -> bool:

@@ -167,3 +167,31 @@ def test_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
     with pytest.raises(StoreError, match=r"missing-dir|unable to open"):
         store.list_studies()
+
+
+def test_an_unpooled_store_holds_no_server_connection_between_sessions() -> None:
+    """What every trial's heartbeat uses: 128 trials must not hold 128 PostgreSQL connections."""
+    import uuid
+
+    import psycopg
+
+    from tests.store_fixtures import PG_DB, PG_HOST, PG_PORT, pg_schema
+
+    with pg_schema() as (user, schema):
+        base = f"postgresql+psycopg://{user}@{PG_HOST}:{PG_PORT}/{PG_DB}?options=-csearch_path%3D{schema}"
+        Store(base).create_study("s")
+        trial = Store(base).create_trial("s", {"x": 1})
+        attempt = Store(base).start_attempt(trial.id, 1)
+
+        def held(store: Store, name: str) -> int:
+            assert store.beat_trial(trial.id, attempt.id, "w")
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                   (name,)).fetchone()
+            return int(row[0]) if row else 0
+
+        pooled, unpooled = (f"autopeft-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
+        assert held(Store(f"{base}&application_name={pooled}"), pooled) == 1  # the pool keeps it
+        beating = Store(f"{base}&application_name={unpooled}", pooled=False)
+        assert held(beating, unpooled) == 0  # closed after the beat
+        assert pickle.loads(pickle.dumps(beating)).pooled is False  # as a worker process receives it
