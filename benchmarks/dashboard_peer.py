@@ -18,32 +18,39 @@ SQLite always (two files); PostgreSQL too when the local server answers (two thr
 afterwards). The JSON checks the shapes agree: trials, results = intermediate values, full-fidelity
 trials = COMPLETE trials.
 
+The peer in two settings (`PEER_SETTINGS`), both timed: ``cli``, what `optuna-dashboard <url>` serves
+(its command builds a plain `RDBStorage` from the URL, which fetches every trial from the database on
+each refetch), and ``cached_storage``, the same app on `optuna.storages.get_storage(url)` (optuna's
+`_CachedStorage`, as `optuna.create_study` uses it: finished trials kept in memory, only unfinished ones
+refetched), what a user serving it from Python can pass without new code. The headline ratios are
+against whichever setting is faster (its "strongest ordinary setting"); both settings' ratios are kept.
+
 What is timed, per backend, after one warm-up round (not counted), R rounds of, in this order:
 1. ours, first load: what the study page needs on a first visit, on a fresh read-only store
    (`open_read_only`, then `list_studies` and `load_study` light: the connection, the schema check and
    the reads; the figures Streamlit then draws are `dashboard_load.py`'s, not timed here);
-2. the peer, first load: a fresh app as its CLI serves it (`optuna_dashboard.wsgi(get_storage(url))`,
-   every cache empty, its module-level importance cache cleared), called in-process with a WSGI environ
-   (no sockets), with the four requests of its study page in order: `GET /api/meta`, `GET /api/studies`,
+2. the peer, first load, each setting: a fresh app (`optuna_dashboard.wsgi(storage)`, every cache empty,
+   its module-level importance cache cleared), called in-process with a WSGI environ (no sockets), with
+   the four requests of its study page in order: `GET /api/meta`, `GET /api/studies`,
    `GET /api/studies/<id>?after=0` (every trial, the Pareto front, the search space) and
    `GET /api/studies/<id>/param_importances` (PED-ANOVA per objective);
 3. ours, reload: `list_studies` and `load_study` light again on that store (its connections open): what
    the page reads after a new result (with no new result, Streamlit's caches serve it without a read);
-4. the peer, reload: the four requests again on that app, more than 10 s after its last fetch (its copy
-   of the trial list expired: it refetches every trial; the importances stay cached);
-then, the peer only, untimed against ours: the reload within 10 s (its trial list cached) and its poll
+4. the peer, reload, each setting: the four requests again on that app, more than 10 s after its last
+   fetch (its copy of the trial list expired: it refetches the trials; the importances stay cached);
+then, the peer only, not compared with ours: the reload within 10 s (its trial list cached) and its poll
 (`GET /api/studies/<id>?after=<first running trial>`, every few seconds on a live page) with the trial
 list expired. A `gc.collect()` precedes each timed step. Reported per backend: median, min and max of
 each, the peer's per-request breakdown, and ``ratio_first_load_peer_over_ours`` and
-``ratio_reload_peer_over_ours`` (the peer's median over ours: above 1, ours is faster), with the spread
-of the per-round ratios.
+``ratio_reload_peer_over_ours`` (the strongest setting's median over ours: above 1, ours is faster),
+with the spread of the per-round ratios.
 
 Full run:  python benchmarks/dashboard_peer.py            (10,000 trials, 3 rounds after a warm-up, both
-                                                           backends; about 25 min on 2 cores, most of it
+                                                           backends; 30 to 40 min on 2 cores, most of it
                                                            the fills and the peer's first loads)
 CI smoke:  python benchmarks/dashboard_peer.py --quick    (200 trials, 3 rounds)
-Options:   --rounds R, --trials N, --no-pg, --sqlite-dir DIR (keep the two SQLite files there, or reuse
-           them when they exist), --fill-api
+Options:   --rounds R, --trials N, --pg-trials N (the PostgreSQL studies' size, default N), --no-pg, --no-sqlite,
+           --sqlite-dir DIR (keep the two SQLite files there, or reuse them when they exist), --fill-api
 Needs the bench extra: pip install -c constraints.txt -e '.[bench]'  (optuna-dashboard==0.21.0)
 """
 
@@ -56,7 +63,9 @@ import json
 import math
 import os
 import random
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -263,13 +272,24 @@ def _paths(study_id: int, poll_after: int) -> dict[str, str]:
             "poll": f"/api/studies/{study_id}?after={poll_after}"}
 
 
-def _fresh_app(url: str) -> tuple[Any, Any]:
-    """The app optuna-dashboard's CLI serves for ``url`` with every cache empty, and its storage."""
+#: The peer's two settings: what its command serves, and the same app on optuna's caching storage.
+PEER_SETTINGS = {
+    "cli": "`optuna-dashboard <url>`: the storage its command builds from a URL, a plain RDBStorage "
+           "(optuna_dashboard._storage_url.get_storage), every trial fetched from the database on each refetch",
+    "cached_storage": "`optuna_dashboard.wsgi(optuna.storages.get_storage(url))` (or run_server with it): "
+                      "optuna's _CachedStorage around the RDBStorage, as optuna.create_study uses it, which keeps "
+                      "finished trials in memory and refetches only unfinished ones",
+}
+
+
+def _fresh_app(url: str, setting: str) -> tuple[Any, Any]:
+    """The app for ``url`` in ``setting`` (PEER_SETTINGS) with every cache empty, and its storage."""
     import optuna_dashboard
     from optuna_dashboard import _importance
+    from optuna_dashboard._storage_url import get_storage as cli_storage
 
     _importance.param_importance_cache.clear()  # module-level: would outlive the app
-    storage = optuna.storages.get_storage(url)
+    storage = cli_storage(url) if setting == "cli" else optuna.storages.get_storage(url)
     return optuna_dashboard.wsgi(storage), storage
 
 
@@ -343,34 +363,43 @@ def _peer_requests(app: Any, paths: dict[str, str], names: tuple[str, ...],
     return parts
 
 
-def _round(our_url: str, peer_url: str, study_id: int, paths: dict[str, str],
-           sizes: dict[str, int]) -> tuple[dict[str, dict[str, float]], Any]:
-    """One round: ours first, peer first, ours reload, peer reload, then the peer's extras; and our view."""
-    out: dict[str, dict[str, float]] = {}
-    out["ours_first"], store, view = _ours_first(our_url)
-
+def _peer_first(url: str, setting: str, paths: dict[str, str],
+                sizes: dict[str, int]) -> tuple[dict[str, float], Any, Any]:
+    """The peer's first load on a fresh app: (times, the app, its storage)."""
     gc.collect()
     start = time.perf_counter()
-    app, storage = _fresh_app(peer_url)
+    app, storage = _fresh_app(url, setting)
     created = time.perf_counter() - start
     first = _peer_requests(app, paths, FIRST_LOAD, sizes)
-    out["peer_first"] = {"create_app": created, **first, "total": created + first["total"]}
+    return {"create_app": created, **first, "total": created + first["total"]}, app, storage
+
+
+def _round(our_url: str, peer_url: str, study_id: int, paths: dict[str, str],
+           sizes: dict[str, int]) -> tuple[dict[str, dict[str, float]], Any]:
+    """One round: ours first, the peer's first (each setting), ours reload, the peer's reload (each
+    setting), then the peer's extras; and our view."""
+    out: dict[str, dict[str, float]] = {}
+    apps: dict[str, tuple[Any, Any]] = {}
+    out["ours_first"], store, view = _ours_first(our_url)
+    for setting in PEER_SETTINGS:
+        times, app, storage = _peer_first(peer_url, setting, paths, sizes)
+        out[f"peer_first.{setting}"], apps[setting] = times, (app, storage)
 
     out["ours_reload"] = _ours_reload(store)
+    for setting, (app, _) in apps.items():
+        gc.collect()
+        _trial_list(app, study_id, fresh=False)  # more than 10 s after the last fetch
+        out[f"peer_reload.{setting}"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
 
-    gc.collect()
-    _trial_list(app, study_id, fresh=False)  # more than 10 s after the last fetch
-    out["peer_reload"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
-
-    gc.collect()
-    _trial_list(app, study_id, fresh=True)  # within 10 s of it
-    out["peer_reload_cached"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
-    gc.collect()
-    _trial_list(app, study_id, fresh=False)
-    out["peer_poll"] = _peer_requests(app, paths, ("poll",), sizes)
-
+    for setting, (app, storage) in apps.items():
+        gc.collect()
+        _trial_list(app, study_id, fresh=True)  # within 10 s of it
+        out[f"peer_reload_within_10s.{setting}"] = _peer_requests(app, paths, FIRST_LOAD, sizes)
+        gc.collect()
+        _trial_list(app, study_id, fresh=False)
+        out[f"peer_poll.{setting}"] = _peer_requests(app, paths, ("poll",), sizes)
+        _dispose(storage)
     store.close()
-    _dispose(storage)
     return out, view
 
 
@@ -410,28 +439,33 @@ def compare(our_url: str, peer_url: str, rounds: int) -> dict[str, Any]:
     def series(case: str, part: str = "total") -> list[float]:
         return [r[case][part] for r in done]
 
+    def requests(case: str) -> dict[str, Any]:
+        return {p: {**_spread(series(case, p)), **({"path": paths[p], "bytes": sizes[p]} if p in paths else {})}
+                for p in done[0][case] if p != "total"}
+
     ours_shape = {"trials": len(view.trials), "results": len(view.results), "full_fidelity": len(view.front.completed),
                   "front": len(view.front.entries)}
     same = (ours_shape["trials"] == peer_study["trials"]
             and ours_shape["results"] == peer_study["intermediate_values"]
             and ours_shape["full_fidelity"] == peer_study["states"].get("COMPLETE"))
-    out: dict[str, Any] = {
-        "ratio_first_load_peer_over_ours": _ratio(series("peer_first"), series("ours_first"))["median_ratio"],
-        "ratio_reload_peer_over_ours": _ratio(series("peer_reload"), series("ours_reload"))["median_ratio"],
-        "shape": {"ours": ours_shape, "peer": peer_study, "same": same}}
-    for case in ("first_load", "reload"):
-        ours, peer = f"ours_{case.split('_')[0]}", f"peer_{case.split('_')[0]}"
+    out: dict[str, Any] = {"shape": {"ours": ours_shape, "peer": peer_study, "same": same}}
+    for case, key in (("first_load", "first"), ("reload", "reload")):
+        ours = series(f"ours_{key}")
+        peer = {setting: series(f"peer_{key}.{setting}") for setting in PEER_SETTINGS}
+        strongest = min(peer, key=lambda setting: statistics.median(peer[setting]))
+        out[f"ratio_{case}_peer_over_ours"] = _ratio(peer[strongest], ours)["median_ratio"]
         out[case] = {
-            "ours": {**_spread(series(ours)), "parts": {p: _spread(series(ours, p)) for p in done[0][ours]
-                                                        if p != "total"}},
-            "peer": {**_spread(series(peer)), "requests": {
-                p: {**_spread(series(peer, p)), **({"path": paths[p], "bytes": sizes[p]} if p in paths else {})}
-                for p in done[0][peer] if p != "total"}},
-            "ratio_peer_over_ours": _ratio(series(peer), series(ours))}
-    out["peer_only"] = {
-        "reload_within_10s": {**_spread(series("peer_reload_cached")), "requests": {
-            p: _spread(series("peer_reload_cached", p)) for p in FIRST_LOAD}},
-        "poll": {**_spread(series("peer_poll")), "path": paths["poll"], "bytes": sizes["poll"]}}
+            "strongest_peer_setting": strongest,
+            "ours": {**_spread(ours), "parts": {p: _spread(series(f"ours_{key}", p)) for p in done[0][f"ours_{key}"]
+                                               if p != "total"}},
+            "peer": {setting: {**_spread(times), "requests": requests(f"peer_{key}.{setting}")}
+                     for setting, times in peer.items()},
+            "ratio_peer_over_ours": {setting: _ratio(times, ours) for setting, times in peer.items()}}
+    out["peer_only"] = {setting: {
+        "reload_within_10s": {**_spread(series(f"peer_reload_within_10s.{setting}")),
+                              "requests": requests(f"peer_reload_within_10s.{setting}")},
+        "poll": {**_spread(series(f"peer_poll.{setting}")), "path": paths["poll"], "bytes": sizes["poll"]}}
+        for setting in PEER_SETTINGS}
     out["warmup_s"] = {case: round(parts["total"], 4) for case, parts in warmup.items()}
     out["rounds"] = [{case: {p: round(s, 4) for p, s in parts.items()} for case, parts in r.items()} for r in done]
     out["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
@@ -445,19 +479,24 @@ def _brief(figures: dict[str, dict[str, float]]) -> str:
 
 
 NOTES = [
-    "Ours and the peer are timed in one process, interleaved round by round (ours first load, peer first "
-    "load, ours reload, peer reload), after a warm-up round; a fresh store / app for each first load, the "
-    "operating system's file cache warm for both (the fills wrote the files just before).",
+    "Ours and the peer are timed in one process, interleaved round by round (ours first load, the peer's "
+    "first load in each setting, ours reload, the peer's reload in each setting), after a warm-up round; a "
+    "fresh store / app for each first load, the operating system's file cache warm for both.",
+    "The peer in two settings: 'cli' (what `optuna-dashboard <url>` serves: a plain RDBStorage) and "
+    "'cached_storage' (the app on optuna.storages.get_storage(url): optuna's _CachedStorage keeps finished "
+    "trials in memory); the headline ratios are against the faster of the two for each case.",
     "optuna-dashboard renders its charts in the browser (plotly.js, React): its server only sends JSON, so "
     "its times here are its server-side data time, not its full page; the browser's parse and draw of a "
     "10,000-trial study is not measured. Ours (Streamlit) builds its figures and table in Python after this "
     "read: the first load compared here is our read (list_studies + load_study light), the server-side data "
     "of the page; dashboard_load.py times our whole page.",
-    "optuna-dashboard keeps the study's trial list in memory for 10 s (studies of 500+ trials) and refetches "
-    "every trial from the storage after that: 'reload' is a reload more than 10 s after its last fetch (what "
-    "a page polling a live study pays), 'reload_within_10s' one with the list cached; its poll serialises "
-    "only the trials from the first running one on, but still refetches every trial.",
-    "param_importances computes PED-ANOVA per objective through optuna.importance; its result is cached "
+    "optuna-dashboard keeps the study's trial list in memory for 10 s (studies of 500+ trials) and asks the "
+    "storage for every trial after that (a plain RDBStorage reads them all from the database, the cached "
+    "storage only the unfinished ones): 'reload' is a reload more than 10 s after its last fetch (what a "
+    "page polling a live study pays), 'reload_within_10s' one with the list cached; its poll serialises "
+    "only the trials from the first running one on.",
+    "param_importances computes PED-ANOVA per objective through optuna.importance, which reads the complete "
+    "trials through the storage again (from the database with a plain RDBStorage); its result is cached "
     "(module-level, cleared for each first load) until the number of complete trials changes.",
     "The machine has 2 cores shared with other engineers' jobs (see load_average_at_start and each backend's "
     "load_average_after): figures vary from run to run by tens of per cent; the ratios, measured "
@@ -503,17 +542,22 @@ def _sqlite_urls(folder: Path, trials: int, fill_api: bool) -> tuple[str, str, d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--pg-trials", type=int, help="the PostgreSQL studies' size (default: --trials)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (at least 3)")
     parser.add_argument("--quick", action="store_true", help="200 trials, 3 rounds: a smoke test")
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--fill-api", action="store_true", help="fill the peer's study through Study.add_trials")
     parser.add_argument("--sqlite-dir", type=Path, help="keep the SQLite stores here, or reuse them if there")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard_peer.json")
     args = parser.parse_args(argv)
+    # A stopped run still drops its PostgreSQL schemas (pg_schema's finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     trials, rounds, out = args.trials, args.rounds, args.out
     if args.quick:
         trials, rounds = 200, 3
         out = out.with_name(out.stem + "_quick" + out.suffix)
+    pg_trials = trials if args.quick or args.pg_trials is None else args.pg_trials
     if rounds < 1:
         parser.error("--rounds must be at least 1")
 
@@ -525,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine(), "optuna": optuna.__version__, "optuna_dashboard": _dashboard_version()},
         "quick": args.quick,
         "sizes": {"trials": trials, "results": trials * sum(DEPTHS) // len(DEPTHS), "rungs": RUNGS,
-                  "objectives": ["score (maximize)", "trainable_params (minimize)"]},
+                  "objectives": ["score (maximize)", "trainable_params (minimize)"],
+                  **({"postgresql_trials": pg_trials} if pg_trials != trials else {})},
         "method": f"per backend: one warm-up round, then {rounds} rounds of ours first load, peer first load, "
                   f"ours reload, peer reload (then the peer's reload within 10 s and poll); median and min-max "
                   f"of each; ratio = peer median / our median (above 1: ours faster); see the docstring",
@@ -533,35 +578,43 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(backend: str, figures: dict[str, Any]) -> None:
         report["backends"][backend] = figures
-        report["summary"][backend] = {
-            "first_load_s": {"ours": figures["first_load"]["ours"]["median_s"],
-                             "peer": figures["first_load"]["peer"]["median_s"]},
-            "reload_s": {"ours": figures["reload"]["ours"]["median_s"], "peer": figures["reload"]["peer"]["median_s"]},
+        report["summary"][backend] = {"trials": figures["shape"]["ours"]["trials"]}
+        report["summary"][backend] |= {
+            **{f"{case}_median_s": {"ours": figures[case]["ours"]["median_s"],
+                                    **{f"peer_{name}": x["median_s"] for name, x in figures[case]["peer"].items()},
+                                    "strongest_peer_setting": figures[case]["strongest_peer_setting"]}
+               for case in ("first_load", "reload")},
             "ratio_first_load_peer_over_ours": figures["ratio_first_load_peer_over_ours"],
             "ratio_reload_peer_over_ours": figures["ratio_reload_peer_over_ours"]}
         _print(backend, figures)
+        write()
+
+    def write() -> None:  # after each backend: a stopped run keeps what it measured
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
 
     with ExitStack() as stack:
-        folder = args.sqlite_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        folder.mkdir(parents=True, exist_ok=True)
-        our_url, peer_url, written = _sqlite_urls(folder, trials, args.fill_api)
-        record("sqlite", {"written": written, **compare(our_url, peer_url, rounds)})
+        if args.no_sqlite:
+            report["backends"]["sqlite"] = {"skipped": "--no-sqlite"}
+        else:
+            folder = args.sqlite_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            folder.mkdir(parents=True, exist_ok=True)
+            our_url, peer_url, written = _sqlite_urls(folder, trials, args.fill_api)
+            record("sqlite", {"written": written, **compare(our_url, peer_url, rounds)})
 
     reachable, detail = (False, "--no-pg") if args.no_pg else pg_reachable(PG_URL)
     if reachable:
         with pg_schema(PG_URL, "autopeft_bench") as our_url, pg_schema(PG_URL, "optuna_bench") as peer_url:
-            print(f"postgresql {detail}: filling ours, {trials} trials ...", flush=True)
-            written = {"ours": _fill_ours(our_url, trials)}
+            print(f"postgresql {detail}: filling ours, {pg_trials} trials ...", flush=True)
+            written = {"ours": _fill_ours(our_url, pg_trials)}
             print(f"postgresql ours: {written['ours']}\npostgresql: filling peer ...", flush=True)
-            written["peer"] = fill(peer_url, trials, api=args.fill_api)
+            written["peer"] = fill(peer_url, pg_trials, api=args.fill_api)
             print(f"postgresql peer: {written['peer']}", flush=True)
             record("postgresql", {"server": detail, "written": written, **compare(our_url, peer_url, rounds)})
     else:
         report["backends"]["postgresql"] = {"skipped": detail}
         print(f"postgresql skipped: {detail}")
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write()
     print(f"-> {out}")
     return 0
 
@@ -569,16 +622,20 @@ def main(argv: list[str] | None = None) -> int:
 def _print(backend: str, figures: dict[str, Any]) -> None:
     for case in ("first_load", "reload"):
         f = figures[case]
-        ours, peer = f["ours"], f["peer"]
-        print(f"{backend:>10} {case:<10} ours {ours['median_s']:.3f} s ({ours['min_s']:.3f}-{ours['max_s']:.3f}), "
-              f"peer {peer['median_s']:.3f} s ({peer['min_s']:.3f}-{peer['max_s']:.3f}), peer/ours "
-              f"{f['ratio_peer_over_ours']['median_ratio']:.1f}x over {ours['runs']} rounds")
-        for name, r in peer["requests"].items():
-            size = f", {r['bytes'] / 1e6:.2f} MB" if "bytes" in r else ""
-            print(f"{backend:>10}   peer {name:<17} {r['median_s']:.3f} s{size}")
-    extra = figures["peer_only"]
-    print(f"{backend:>10} peer reload within 10 s {extra['reload_within_10s']['median_s']:.3f} s, poll "
-          f"{extra['poll']['median_s']:.3f} s ({extra['poll']['bytes'] / 1e6:.2f} MB)")
+        ours = f["ours"]
+        print(f"{backend:>10} {case:<10} ours {ours['median_s']:.3f} s ({ours['min_s']:.3f}-{ours['max_s']:.3f}) "
+              f"over {ours['runs']} rounds")
+        for setting, peer in f["peer"].items():
+            print(f"{backend:>10} {case:<10} peer {setting:<14} {peer['median_s']:.3f} s ({peer['min_s']:.3f}-"
+                  f"{peer['max_s']:.3f}), peer/ours {f['ratio_peer_over_ours'][setting]['median_ratio']:.1f}x")
+            for name, r in peer["requests"].items():
+                size = f", {r['bytes'] / 1e6:.2f} MB" if "bytes" in r else ""
+                print(f"{backend:>10}     {name:<17} {r['median_s']:.3f} s{size}")
+    for setting, extra in figures["peer_only"].items():
+        print(f"{backend:>10} peer {setting}: reload within 10 s {extra['reload_within_10s']['median_s']:.3f} s, "
+              f"poll {extra['poll']['median_s']:.3f} s ({extra['poll']['bytes'] / 1e6:.2f} MB)")
+    print(f"{backend:>10} ratio peer/ours (strongest setting): first load {figures['ratio_first_load_peer_over_ours']}"
+          f", reload {figures['ratio_reload_peer_over_ours']}")
 
 
 if __name__ == "__main__":
