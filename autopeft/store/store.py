@@ -133,17 +133,22 @@ def _make_engine(url: str, busy_timeout_ms: int, *, read_only: bool = False, poo
     if backend != "sqlite":
         engine = (create_engine(url, pool_pre_ping=True) if pooled
                   else create_engine(url, poolclass=NullPool))
-        if read_only:
-            if backend != "postgresql":
-                raise StoreError(f"cannot open store {display_url(url)!r} read-only: only SQLite and PostgreSQL "
-                                 "stores can be")
+        if read_only and backend != "postgresql":
+            raise StoreError(f"cannot open store {display_url(url)!r} read-only: only SQLite and PostgreSQL "
+                             "stores can be")
+        if backend == "postgresql":
+            # Sessions in UTC: timestamps come back in `timezone.utc` itself, so reading 10,000 trials converts
+            # none of them (a server in another zone would hand out that zone, one conversion per value).
+            settings = ["SET TIME ZONE 'UTC'"] + (["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"]
+                                                  if read_only else [])
 
             @event.listens_for(engine, "connect")
-            def _read_only_session(dbapi_conn: Any, _record: Any) -> None:
+            def _session_settings(dbapi_conn: Any, _record: Any) -> None:
                 autocommit = dbapi_conn.autocommit
-                dbapi_conn.autocommit = True  # a plain SET, outside the transactions SQLAlchemy begins
+                dbapi_conn.autocommit = True  # plain SETs, outside the transactions SQLAlchemy begins
                 cursor = dbapi_conn.cursor()
-                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                for statement in settings:
+                    cursor.execute(statement)
                 cursor.close()
                 dbapi_conn.autocommit = autocommit
 
@@ -816,7 +821,8 @@ class _Bulk:
         if self.sqlite:  # stored as UTC without an offset; appending it is 7x faster than `.replace(tzinfo=)`
             parse = datetime.fromisoformat
             return [None if v is None else parse(v + "+00:00") for v in values]
-        return [_utc(v) for v in values]
+        utc = timezone.utc  # what a UTC session returns (see `_make_engine`): nothing to convert
+        return [v if v is None or v.tzinfo is utc else _utc(v) for v in values]
 
 
 def _plain(value: Any) -> Any:
