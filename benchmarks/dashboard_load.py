@@ -17,6 +17,7 @@ when the local server answers (a throwaway schema, dropped afterwards). Then the
 as Streamlit runs them (`measure_pages`): cold (every cache cleared) and warm (a rerun).
 
 Full run:  python benchmarks/dashboard_load.py            (10,000 trials, 40,000 results, 7 runs)
+           (--sqlite-file F / --pg-schema S keep the filled stores for the next run, which reuses them)
 CI smoke:  python benchmarks/dashboard_load.py --quick    (200 trials, 800 results, 2 runs)
 """
 
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     parser.add_argument("--profile", action="store_true", help="add a cProfile of one load_study to the JSON")
     parser.add_argument("--sqlite-file", type=Path, help="fill this SQLite file (kept), or reuse it when it exists")
+    parser.add_argument("--pg-schema", help="fill this PostgreSQL schema (kept), or reuse its study when it has one")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dashboard_load.json")
     args = parser.parse_args(argv)
     trials, runs, out = args.trials, args.runs, args.out
@@ -331,28 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.sqlite_file or Path(tmp) / "bench.db"
         url = f"sqlite:///{path}"
-        if path.exists():  # filled by an earlier run with --sqlite-file
-            contents = Store(url, read_only=True).read_study(STUDY)
-            written = {"trials": len(contents.trials), "results": len(contents.results),
-                       "attempts": len(contents.attempts), "snapshots": len(contents.snapshots), "reused": str(path)}
-        else:
-            print(f"sqlite: filling {trials} trials ...", flush=True)
-            store = _fast_writer(url)
-            written = fill(store, trials)
-            store.close()
-        print(f"sqlite: {written}", flush=True)
+        written = _filled(url, trials, "sqlite", reused=str(path) if path.exists() else None)
         report["backends"]["sqlite"] = {"written": written, **measure(url, runs, profile=args.profile),
                                         "pages": measure_pages(url, runs)}
         _print("sqlite", report["backends"]["sqlite"])
 
     reachable, detail = (False, "--no-pg") if args.no_pg else pg_reachable(PG_URL)
     if reachable:
-        with pg_schema(PG_URL, "autopeft_bench") as url:
-            print(f"postgresql {detail}: filling {trials} trials ...", flush=True)
-            store = _fast_writer(url)
-            written = fill(store, trials)
-            store.close()
-            print(f"postgresql: {written}", flush=True)
+        with pg_schema(PG_URL, "autopeft_bench", keep=args.pg_schema) as url:
+            written = _filled(url, trials, f"postgresql {detail}",
+                              reused=f"schema {args.pg_schema}" if args.pg_schema and _has_study(url) else None)
             report["backends"]["postgresql"] = {"server": detail, "written": written,
                                                 **measure(url, runs, profile=args.profile),
                                                 "pages": measure_pages(url, runs)}
@@ -365,6 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {out}")
     return 0
+
+
+def _has_study(url: str) -> bool:
+    try:
+        return STUDY in {s.name for s in Store(url, read_only=True).list_studies()}
+    except Exception:  # an empty schema: no tables yet
+        return False
+
+
+def _filled(url: str, trials: int, label: str, *, reused: str | None) -> dict[str, Any]:
+    """Fill the store at ``url`` with the benchmark study, or count what an earlier run left there (``reused``)."""
+    if reused is not None:
+        contents = Store(url, read_only=True).read_study(STUDY)
+        written: dict[str, Any] = {"trials": len(contents.trials), "results": len(contents.results),
+                                   "attempts": len(contents.attempts), "snapshots": len(contents.snapshots),
+                                   "reused": reused}
+    else:
+        print(f"{label}: filling {trials} trials ...", flush=True)
+        store = _fast_writer(url)
+        written = fill(store, trials)
+        store.close()
+    print(f"{label}: {written}", flush=True)
+    return written
 
 
 def _print(backend: str, figures: dict[str, Any]) -> None:

@@ -31,23 +31,25 @@ def pg_reachable(url: str) -> tuple[bool, str]:
 
 
 @contextmanager
-def pg_schema(url: str, prefix: str) -> Iterator[str]:
+def pg_schema(url: str, prefix: str, *, keep: str | None = None) -> Iterator[str]:
     """A throwaway schema ``prefix_<random>`` on the server of ``url``: yields the URL that uses it, and
-    drops the schema afterwards, whatever happened."""
+    drops the schema afterwards, whatever happened. With ``keep``, the schema of that name instead, created
+    if missing and kept afterwards (a large fill reused by later runs)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    schema = keep or f"{prefix}_{uuid.uuid4().hex[:10]}"
     params: dict[str, Any] = {"host": parsed.host, "port": parsed.port or 5432, "dbname": parsed.database,
                               "user": parsed.username}
     with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     try:
         yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(**params, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        if keep is None:
+            with psycopg.connect(**params, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def machine() -> dict[str, Any]:
