@@ -39,7 +39,9 @@ def free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=os.pathsep.join(
+    # RAY_AUTH_MODE: a ~/.ray/auth_token left by any local ray.init() would turn token authentication on
+    # for the head (`ray start --head` picks it up) but not for the worker nodes, which then cannot join.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))  # workers import tests.engine.faulty
     return env
 

@@ -164,6 +164,23 @@ def test_the_trial_timeout_counts_from_the_start_on_a_worker_not_from_submission
 
 
 @pytest.mark.slow
+def test_without_streaming_tasks_the_timeout_counts_from_submission(ray_cluster: RayTestCluster) -> None:
+    """What Ray Client gets (it has no streaming generators): plain tasks, the timer started at submission."""
+    executor = RayExecutor(1, address=ray_cluster.address, trial_timeout=3.0)
+    executor._streaming = False
+    try:
+        def task(number: int, **options: Any) -> TrialTask:
+            return TrialTask(study="s", number=number, config={"x": 0.5, "y": 0.5}, trial_config=None, recipe={},
+                             recipe_dir=".", fidelity=3, options=options)
+
+        assert executor.submit(echo_runner, task(0)).result(timeout=60).ok
+        with pytest.raises(TrialTimeoutError, match="3 s"):
+            executor.submit(hanging_runner, task(1, hang_on=[1])).result(timeout=60)
+    finally:
+        executor.shutdown(cancel=True)
+
+
+@pytest.mark.slow
 def test_with_a_timeout_a_raising_trial_and_a_dead_worker_are_told_apart(ray_cluster: RayTestCluster) -> None:
     """The streaming tasks a timeout uses report as the plain ones: the trial's own error, or a lost worker."""
     executor = RayExecutor(address=ray_cluster.address, trial_timeout=60.0)
@@ -478,14 +495,17 @@ def test_the_driver_runs_as_a_ray_job(ray_cluster: RayTestCluster, tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_study_runs_through_ray_client(ray_cluster: RayTestCluster, tmp_path: Path, tiny_model_dir: Path) -> None:
-    """`--ray-address ray://HOST:10001` (Ray Client): the driver runs here, its tasks on the cluster."""
+    """`--ray-address ray://HOST:10001` (Ray Client): the driver runs here, its tasks on the cluster.
+
+    With a trial timeout, which through Ray Client counts from submission (no streaming tasks there).
+    """
     if ray_cluster.client is None:
         pytest.skip("needs the head's Ray Client server: the cluster this test session started")
     with pg_schema() as (user, schema):
         url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
         driver = subprocess.run([sys.executable, "-m", "autopeft.cli", *_short_study_args(tmp_path, tiny_model_dir,
                                                                                           url, "client"),
-                                 "--ray-address", ray_cluster.client],
+                                 "--ray-address", ray_cluster.client, "--trial-timeout", "120"],
                                 cwd=REPO, capture_output=True, text=True, timeout=240)
         assert driver.returncode == 0, driver.stderr[-3000:]
         _ran_on_the_cluster(url, "client")
