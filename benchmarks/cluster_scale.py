@@ -380,8 +380,10 @@ def run_study(cluster: Any, url: str, *, gpus: int, strategy: str, trial_seconds
                                               seed=0))
 
     warm_s, warm_workers = warm_up(cluster.address, gpus)
+    # The sleeping trials never touch CUDA, so one worker process may run trial after trial on any of the node's
+    # logical GPUs (a real multi-GPU node gets a fresh process per trial: `reuses_workers_safely`).
     executor = probe.executor(RayExecutor(gpus, address=cluster.address, gpus_per_trial=1, device="cpu",
-                                          storage=url))
+                                          storage=url, reuse_workers=True))
     assert executor.workers == gpus, (executor.workers, gpus)
     # Without heartbeats a running trial is never beaten again after its start: keep it from looking silent.
     policy = FaultPolicy() if beat else FaultPolicy(heartbeat_grace=max(60.0, 10 * trial_seconds))

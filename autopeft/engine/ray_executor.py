@@ -234,12 +234,13 @@ class RayExecutor(Executor):
     after a node dies the loop starts fewer trials at once, and more again when nodes join, up to the
     ``workers`` asked for. ``gpus_per_trial`` defaults to 1 where the cluster
     has GPUs, else 0. ``storage`` (the study's store URL) lets the executor refuse SQLite on a cluster with
-    nodes on other machines.
+    nodes on other machines. ``reuse_workers`` (None: decide by `reuses_workers_safely`) lets a worker process
+    run one trial after another.
     """
 
     def __init__(self, workers: int | None = None, *, address: str | None = None, gpus_per_trial: float | None = None,
                  cpus_per_trial: float = 1.0, trial_timeout: float | None = None, threads: int | None = None,
-                 device: str | None = None, storage: str | None = None) -> None:
+                 device: str | None = None, storage: str | None = None, reuse_workers: bool | None = None) -> None:
         import ray
 
         self.cpus_per_trial = check_cpus_per_trial(cpus_per_trial)
@@ -253,14 +254,19 @@ class RayExecutor(Executor):
         super().__init__(min(workers or capacity, capacity), trial_timeout=trial_timeout, threads=threads,
                          device=device)
         self._ray = ray
-        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_on_ray).options(
+        reuse = reuses_workers_safely(self.cluster, self.gpus_per_trial) if reuse_workers is None else reuse_workers
+        # max_calls=1: a fresh worker process per trial (Ray's own default for functions declared with GPUs,
+        # which setting the GPUs through `.options` bypasses).
+        calls = 0 if reuse else 1  # 0: Ray's "no limit"
+        self._remote = ray.remote(max_retries=0, retry_exceptions=False, max_calls=calls)(run_on_ray).options(
             num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
         # With a timeout, trials say when they start (streaming tasks, watched by one thread); Ray Client
         # has no streaming generators, so there the timeout counts from submission.
         self._streaming = trial_timeout is not None and not ray.util.client.ray.is_connected()
         if trial_timeout is not None and not self._streaming:
             log.warning("through Ray Client the trial timeout counts from submission (queueing included)")
-        self._remote_streaming = ray.remote(max_retries=0, retry_exceptions=False, num_returns="streaming")(
+        self._remote_streaming = ray.remote(max_retries=0, retry_exceptions=False, num_returns="streaming",
+                                            max_calls=calls)(
             run_on_ray_streaming).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)
         self._streams: dict[Future[TrialOutcome], Any] = {}  # not started or not finished yet
         self._wake = threading.Event()
@@ -434,6 +440,18 @@ class RayExecutor(Executor):
         if watcher is not None:
             watcher.join(timeout=5)  # out of `ray.wait` before the connection goes
         disconnect()
+
+
+def reuses_workers_safely(cluster: ClusterInfo, gpus_per_trial: float) -> bool:
+    """Whether one worker process may run trial after trial: not where trials take GPUs on a node with several.
+
+    Ray hands a reused worker process trials on any GPU of its node, setting ``CUDA_VISIBLE_DEVICES`` for each,
+    but CUDA fixes the GPUs a process sees when torch first uses them: the second trial would train on the
+    first trial's GPU, beside another trial. A fresh process per trial costs its start-up (torch, the model:
+    ~10 s on a 2-core CPU, `benchmarks/ray_actor_vs_task.py`), so it is paid only where it is needed: on CPU
+    clusters and one-GPU nodes workers are reused.
+    """
+    return gpus_per_trial <= 0 or all(node.gpus <= 1 for node in cluster.nodes)
 
 
 def make_ray_executor(workers: int | None, *, trial_timeout: float | None = None, threads: int | None = None,

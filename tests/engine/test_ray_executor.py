@@ -32,6 +32,7 @@ from autopeft.engine.ray_executor import (
     check_address,
     check_cluster,
     check_gpus_per_trial,
+    reuses_workers_safely,
 )
 from autopeft.engine.task import TrialOutcome, TrialTask
 from autopeft.errors import ConfigError
@@ -123,6 +124,24 @@ def test_a_study_on_postgresql_spreads_over_both_nodes_one_gpu_each(ray_cluster:
 
 
 @pytest.mark.slow
+def test_workers_are_reused_only_where_a_reused_process_cannot_hold_the_wrong_gpu() -> None:
+    one_gpu_nodes = ClusterInfo(None, (NodeInfo("a" * 56, "127.0.0.1", 4, 1), NodeInfo("b" * 56, "127.0.0.1", 4, 1)))
+    assert reuses_workers_safely(one_gpu_nodes, 1.0) and reuses_workers_safely(one_gpu_nodes, 0.5)
+    assert reuses_workers_safely(TWO_NODES, 0.0)  # CPU trials: nothing to hold
+    assert not reuses_workers_safely(TWO_NODES, 1.0) and not reuses_workers_safely(TWO_NODES, 0.5)
+
+
+def test_without_reuse_each_trial_gets_a_fresh_worker_process(ray_cluster: RayTestCluster) -> None:
+    executor = RayExecutor(1, address=ray_cluster.address, reuse_workers=False)
+    try:
+        pids = [executor.submit(echo_runner, TrialTask(study="s", number=n, config={"x": 0.5, "y": 0.5},
+                                                       trial_config=None, recipe={}, recipe_dir=".", fidelity=1))
+                .result(timeout=120).metrics["pid"] for n in range(2)]
+        assert pids[0] != pids[1]
+    finally:
+        executor.shutdown()
+
+
 def test_a_trial_past_the_timeout_is_stopped_on_the_cluster(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
     # The timeout counts from the trial's start on its worker (a worker's start-up is not counted).
     executor = RayExecutor(1, address=ray_cluster.address, trial_timeout=3.0)
