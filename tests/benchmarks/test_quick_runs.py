@@ -1,4 +1,5 @@
-"""The throughput benchmark's --quick mode runs end to end and writes the JSON the README describes."""
+"""The benchmarks' --quick modes (trial throughput, strategies, dashboard load and its peer) run end to end and
+write the JSON the README describes; the newer benchmarks have a test module each beside this one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
