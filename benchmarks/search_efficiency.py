@@ -76,6 +76,8 @@ from autopeft.space.params import Param  # noqa: E402
 OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
 PEERS = ("optuna-gp", "optuna-tpe", "optuna-nsga2", "syne-moasha", "random-search")
+# Weaker settings, for checking that the peers above are the stronger ones (not run by default).
+VARIANTS = ("optuna-gp-conditional", "optuna-nsga2-conditional")
 QUICK_METHODS = ("random", "hyperband", "optuna-tpe", "syne-moasha", "random-search")
 GRID_POINTS = 121
 
@@ -311,12 +313,13 @@ def _optuna_sampler(method: str, seed: int, budget: float) -> tuple[Any, bool]:
     """(sampler, flat space?) of an Optuna peer at its strongest ordinary setting."""
     import optuna
 
-    if method == "optuna-gp":
-        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False), True
+    if method in ("optuna-gp", "optuna-gp-conditional"):
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False), method == "optuna-gp"
     if method == "optuna-tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True), False
-    if method == "optuna-nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, int(budget) // 3)), True
+    if method in ("optuna-nsga2", "optuna-nsga2-conditional"):
+        return (optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, int(budget) // 3)),
+                method == "optuna-nsga2")
     raise ValueError(method)
 
 
@@ -421,6 +424,8 @@ def run_random_search(problem: Problem, seed: int, budget: float) -> dict[str, A
 
 SETTINGS = {
     "optuna-gp": "GPSampler(seed) defaults (log-EHVI, 10 start-up trials, noisy); flat space; full fidelity",
+    "optuna-gp-conditional": "as optuna-gp over the conditional (define-by-run) space: sizes sampled at random",
+    "optuna-nsga2-conditional": "as optuna-nsga2 over the conditional (define-by-run) space",
     "optuna-tpe": "TPESampler(multivariate=True, group=True, seed), 10 start-up trials; conditional space; "
                   "full fidelity",
     "optuna-nsga2": "NSGAIISampler(population_size=budget/3, seed); flat space; full fidelity",
@@ -453,7 +458,7 @@ def run_method(problem: Problem, method: str, seed: int, budget: float) -> dict[
         return run_moasha(problem, seed, budget)
     if method == "random-search":
         return run_random_search(problem, seed, budget)
-    raise ValueError(f"unknown method {method!r}; accepted: {', '.join(OURS + PEERS)}")
+    raise ValueError(f"unknown method {method!r}; accepted: {', '.join(OURS + PEERS + VARIANTS)}")
 
 
 # -- analysis -----------------------------------------------------------------------------------------
@@ -610,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--budget", type=float, default=None, help="full-trial equivalents per run")
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--methods", default=None, help=f"comma-separated (default: all of {OURS + PEERS})")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated (default: all of {OURS + PEERS}; also {VARIANTS})")
     parser.add_argument("--problems", default="synthetic", help=f"comma-separated of {list(PROBLEMS)}")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (timings share the CPU)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_efficiency.json")
@@ -619,9 +625,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (1 if args.quick else 10)
     names = args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else OURS + PEERS)
     for name in names:
-        if name not in OURS + PEERS:
-            parser.error(f"unknown method {name!r}; accepted: {', '.join(OURS + PEERS)}")
+        if name not in OURS + PEERS + VARIANTS:
+            parser.error(f"unknown method {name!r}; accepted: {', '.join(OURS + PEERS + VARIANTS)}")
     threads = int(os.environ.get("AUTOPEFT_BENCH_THREADS", "1"))
+    at_start = versions()  # the commit the run started from
     import torch
 
     torch.set_num_threads(threads)
@@ -664,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(section, seeds)
     report = {"benchmark": "search_efficiency", "quick": args.quick, "date": dt.date.today().isoformat(),
               "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
-              "threads": threads, "jobs": args.jobs, "versions": versions(), "seeds": seeds,
+              "threads": threads, "jobs": args.jobs, "versions": at_start, "seeds": seeds,
               "budget_full_trials": budget, "methods": names, "skipped": skipped, "problems": sections}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -688,10 +695,10 @@ def print_table(section: dict[str, Any], seeds: int) -> None:
 
     print(f"\n{section['name']}: budget {section['budget_full_trials']:g} full trials, {seeds} seed(s); "
           f"target = best peer's final hypervolume ({section['best_peer']}: {fmt(section['target_hv'], '.4g')})")
-    print(f"{'method':15s} {'final hv median (IQR)':>32s} {'compute to target':>18s} {'reached':>8s} "
+    print(f"{'method':24s} {'final hv median (IQR)':>30s} {'compute to target':>18s} {'reached':>8s} "
           f"{'wall s to target':>17s} {'jobs':>5s} {'full':>5s} {'own s':>7s}")
     for name, row in section["methods"].items():
-        print(f"{name:15s} {row['final_hv_median']:12.5g} ({row['final_hv_q25']:.5g}-{row['final_hv_q75']:.5g}) "
+        print(f"{name:24s} {row['final_hv_median']:10.4f} ({row['final_hv_q25']:.4f}-{row['final_hv_q75']:.4f}) "
               f"{fmt(row['compute_to_target_median']):>18s} {row['reached_seeds']!s:>8s} "
               f"{fmt(row['wall_seconds_to_target_median'], '.0f'):>17s} {row['jobs_median']:5.0f} "
               f"{row['full_trials_median']:5.0f} {row['method_seconds_median']:7.1f}")
