@@ -1,0 +1,75 @@
+"""benchmarks/peft_blackbox/collect.py --quick: real training of two lora.yaml configurations on SST-2.
+
+One row per rung per configuration, dev scores in [0, 1], the exact trainable count `ParamCounter`
+reports, and a second call that finds every row present and trains nothing. About 30 s on 2 cores.
+Skips where the shared GLUE files are absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_GLUE
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks/peft_blackbox/collect.py"
+
+
+def _collect(out: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--data-dir", str(SHARED_GLUE),
+                           "--threads", "1"], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with out.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_peft_blackbox_quick(tmp_path: Path) -> None:
+    if not (SHARED_GLUE / "sst2/train.tsv").is_file():
+        pytest.skip(f"GLUE SST-2 not found in {SHARED_GLUE} (set AUTOPEFT_DATA_DIR)")
+    from autopeft.space.space import load_space
+    from autopeft.train.counting import ParamCounter
+    from autopeft.train.recipe import load_recipe
+
+    out = tmp_path / "blackbox.csv"
+    _collect(out)
+    rows = _rows(out)
+    assert len(rows) == 4  # two configurations x rungs 64 and 128
+    runs = {(r["space"], r["task"], r["config_id"], r["seed"]) for r in rows}
+    assert runs == {("lora", "sst2", "default-lora-r8-qv", "0"), ("lora", "sst2", "sobol-0000", "0")}
+    for run in runs:
+        mine = [r for r in rows if (r["space"], r["task"], r["config_id"], r["seed"]) == run]
+        assert sorted(int(r["fidelity"]) for r in mine) == [64, 128]
+        assert sorted(int(r["rung"]) for r in mine) == [0, 1]
+        seconds = [float(r["train_seconds"]) for r in sorted(mine, key=lambda r: int(r["fidelity"]))]
+        assert 0 < seconds[0] <= seconds[1]  # so far, not per rung
+
+    counter = ParamCounter.for_recipe(load_recipe(ROOT / "benchmarks/peft_blackbox/sst2.yaml"),
+                                      load_space(ROOT / "search_spaces/lora.yaml"), num_labels=2)
+    for row in rows:
+        assert row["status"] == "complete", row["error"]
+        assert row["recipe"] == "blackbox-sst2-quick" and row["metric"] == "accuracy"
+        assert 0.0 <= float(row["score"]) <= 1.0 and 0.0 <= float(row["val_score"]) <= 1.0
+        assert json.loads(row["dev_metrics"])["accuracy"] == pytest.approx(float(row["score"]), abs=1e-6)
+        assert int(row["trainable_params"]) == counter.count(json.loads(row["config"]))
+        assert float(row["examples_per_second"]) > 0 and row["torch"] and row["transformers"] and row["machine"]
+
+    proc = _collect(out)  # resumes: every row is there, nothing trains
+    assert "0 runs to train" in proc.stdout
+    assert _rows(out) == rows
+
+
+def test_peft_blackbox_quick_needs_out() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 2 and "--quick needs --out" in proc.stderr
