@@ -31,11 +31,12 @@ ends; rows already in the file are skipped, so the table is built over several r
 background (``--max-minutes N`` stops cleanly after the configuration in progress).
 
 Cost, measured on this 2-core CPU (AMD EPYC, 2 threads, ``nice -n 10``), shared with other jobs (1-minute
-load average 3-9 on its 2 cores while it ran), per run of 4,096 examples with its four evaluations:
+load average 2-9 on its 2 cores while it ran), per run of 4,096 examples with its four evaluations:
 
-- SST-2, LoRA configurations: 136-180 s at load ~4 (about 140-180 CPU seconds; of it ~50 s evaluating
-  dev and validation at the four rungs), 250-490 s at load 6-9; the head alone: 46 s (the frozen
-  encoder's outputs are cached);
+- SST-2, lora.yaml configurations: 30-415 s at load 2-6 (median ~140 s; about a third of it evaluating
+  dev and validation at the four rungs), 250-490 s for the LoRA default at load 6-9; configurations
+  that adapt only the upper layers are cheapest (the frozen lower layers' outputs are cached); the
+  head alone: 46 s;
 - MRPC, LoRA r=8 on query and value: 200 s at load ~3 (244 CPU seconds; its pairs fill the 64 tokens);
 - so the full table (1,064 runs with the defaults) is about 45-55 hours of this machine, built over
   several background runs; a quiet machine would take less, as the CPU seconds show.
