@@ -41,12 +41,12 @@ def free_port() -> int:
 def _env() -> dict[str, str]:
     # RAY_AUTH_MODE: a ~/.ray/auth_token left by any local ray.init() would turn token authentication on
     # for the head (`ray start --head` picks it up) but not for the worker nodes, which then cannot join.
-    # RAY_health_check_*: the head declares a killed node dead within ~3 s, not Ray's default ~15-30 s, so a
-    # node-kill test sees the cluster shrink while its short study still runs (a loaded CI machine once
-    # finished the study first).
+    # RAY_health_check_*: the head declares a killed node dead within ~3-4 s (a refused check fails at once;
+    # a slow answer has 2 s), not Ray's default ~15-30 s, so a node-kill test sees the cluster shrink while
+    # its short study still runs (a loaded CI machine once finished the study first).
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
-               RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
-               RAY_health_check_failure_threshold="2", PYTHONPATH=os.pathsep.join(
+               RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="2000",
+               RAY_health_check_failure_threshold="3", PYTHONPATH=os.pathsep.join(
                    [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))  # workers import tests.engine.faulty
     return env
 
