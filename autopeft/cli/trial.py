@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -45,14 +46,10 @@ def trial_run(
     recipe = with_resources(load_recipe(trial), threads=threads, device=device, default=default_threads())
     job = TrialJob(recipe, load_config(config), trial_dir=None if folder is None else folder.local,
                    config_source=str(config), on_save=None if folder is None else folder.push)
-    try:
-        if folder is not None:
-            folder.pull()  # a URI's stored state into a local copy (nothing to do for a folder)
-        with training_progress(not as_json) as progress:
-            result = job.run(fidelity, evaluate_dev=dev, progress=progress)
-    finally:
-        if folder is not None:
-            folder.release()
+    # A URI's stored state comes into a local copy first (nothing to do for a folder).
+    with (folder.checked_out() if folder is not None else contextlib.nullcontext(),
+          training_progress(not as_json) as progress):
+        result = job.run(fidelity, evaluate_dev=dev, progress=progress)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:

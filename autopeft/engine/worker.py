@@ -142,12 +142,9 @@ def _run(task: TrialTask, folder: TrialFolder | None) -> TrialOutcome:
         result = TrialJob(recipe, config, config_source=f"trial {task.number}").run(task.fidelity)
     else:  # under the folder lock: a URI trial's state is pulled here and pushed after every save
         folder.local.mkdir(parents=True, exist_ok=True)
-        folder.pull()
-        try:
-            result = TrialJob(recipe, config, trial_dir=folder.local, config_source=f"trial {task.number}",
+        with folder.checked_out() as local:
+            result = TrialJob(recipe, config, trial_dir=local, config_source=f"trial {task.number}",
                               on_save=folder.push).run(task.fidelity)
-        finally:
-            folder.release()
     metrics = result.model_dump(mode="json")
     if folder is not None:
         metrics["trial_dir"] = str(folder.location)  # where export (and any node) finds the checkpoint

@@ -170,6 +170,16 @@ class TrialFolder:
             (self.local / STATE_FILE).unlink(missing_ok=True)
 
     @contextmanager
+    def checked_out(self) -> Iterator[Path]:
+        """`local`, holding the stored state (`pull`), for one job to train in; the local copy of a URI trial's
+        state is dropped afterwards (`release`), however the job ended. Push after each save (`push`)."""
+        self.pull()
+        try:
+            yield self.local
+        finally:
+            self.release()
+
+    @contextmanager
     def readable(self) -> Iterator[Path]:
         """A local folder holding the trial's stored state (if any) for reading, gone afterwards for a URI."""
         if not self.remote:
