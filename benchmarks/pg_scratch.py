@@ -11,8 +11,9 @@ import platform
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
+
+from machine_info import cpu_model  # benchmarks/, the folder of the scripts that import this module
 
 
 def pg_reachable(url: str) -> tuple[bool, str]:
@@ -58,14 +59,6 @@ def machine() -> dict[str, Any]:
 
     import sqlalchemy
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-            "python": platform.python_version(), "platform": platform.platform(), "sqlite": sqlite3.sqlite_version,
-            "sqlalchemy": sqlalchemy.__version__}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()], "python": platform.python_version(),
+            "platform": platform.platform(), "sqlite": sqlite3.sqlite_version, "sqlalchemy": sqlalchemy.__version__}

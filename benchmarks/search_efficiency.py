@@ -75,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 
 from autopeft.search.pareto import Objective  # noqa: E402
 from autopeft.space.params import Param  # noqa: E402
+from benchmarks.machine_info import cpu_model  # noqa: E402
 
 OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
@@ -700,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(section)
         print_table(section, seeds)
     report = {"benchmark": "search_efficiency", "quick": args.quick, "date": dt.date.today().isoformat(),
-              "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
+              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
               "threads": threads, "jobs": args.jobs, "versions": at_start, "seeds": seeds,
               "budget_full_trials": budget, "methods": names, "skipped": skipped, "problems": sections,
               "merged_from": None if args.merge is None else {"path": str(args.merge), "kept_runs_of": sorted(
@@ -709,16 +710,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_table(section: dict[str, Any], seeds: int) -> None:

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine_info import cpu_model  # benchmarks/, the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("AUTOPEFT_DATA_DIR", ROOT.parent / "shared/data/glue"))
 CASES = {
@@ -327,7 +329,7 @@ def conduct(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "trial_throughput",
         "date": dt.date.today().isoformat(),
         "quick": args.quick,
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
         "threads": os.cpu_count(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "peft": peft.__version__},
@@ -337,16 +339,6 @@ def conduct(args: argparse.Namespace) -> dict[str, Any]:
         "matmul_gflops": peak,
         "cases": cases_out,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -74,6 +74,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from autopeft.errors import describe_exception  # noqa: E402
+from benchmarks.machine_info import cpu_model  # noqa: E402
 
 SPACES = {"lora": ROOT / "search_spaces/lora.yaml", "mixed": ROOT / "search_spaces/mixed.yaml"}
 TASKS = {"sst2": HERE / "sst2.yaml", "mrpc": HERE / "mrpc.yaml"}
@@ -194,15 +195,7 @@ def machine_name(device: str) -> str:
 
     if device.startswith("cuda"):
         return f"{platform.node()}: {torch.cuda.get_device_name(torch.device(device))}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores"
+    return f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores"
 
 
 def _load_avg() -> str:
