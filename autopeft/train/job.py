@@ -121,6 +121,7 @@ class TrialJob:
             fidelity=self.recipe.fidelity.from_steps(session.step, session.training.batch_size),
             fidelity_unit=self.recipe.fidelity.unit,
             steps=session.step,
+            start_step=start_step,
             score=metrics.get("primary"),
             metrics={k: v for k, v in metrics.items() if k != "primary"},
             dev_metrics=dev,

@@ -17,6 +17,8 @@ class TrialResult(BaseModel):
     fidelity: int = Field(description="Fidelity reached, in the recipe's unit.")
     fidelity_unit: str
     steps: int
+    start_step: int = Field(default=0, description="The step this job started at: above 0 where it continued "
+                            "a checkpoint (a promoted or retried trial), so a trial's history shows it resumed.")
     score: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     dev_metrics: dict[str, float] | None = Field(default=None, description="Held-back dev split, when asked.")

@@ -1,11 +1,12 @@
 """A real local Ray cluster for the Ray executor's tests, started once per test session (only if asked for).
 
 A head with no CPU and no GPU (so no trial runs on it) and two worker nodes with 1 CPU and 1 logical GPU
-each (Ray hands out GPU ids without hardware), all on this machine, each node with its own temp folder
-and ports, started with the `ray start` CLI as on a real cluster. The head runs the dashboard (its job
-server: `ray job submit`) and a Ray Client server (``ray://``). Teardown ends exactly the processes of
-this cluster (found by its temp folder and GCS address, and their children), not every Ray process of
-the machine as `ray stop --force` would: other test sessions may run their own.
+each (Ray hands out GPU ids without hardware), all on this machine, each node with its own temp folder,
+ports and runs cache (`AUTOPEFT_RUNS_CACHE`: no node reads another's local copy of a checkpoint), started
+with the `ray start` CLI as on a real cluster. The head runs the dashboard (its job server: `ray job
+submit`) and a Ray Client server (``ray://``). Teardown ends exactly the processes of this cluster (found
+by its temp folder and GCS address, and their children), not every Ray process of the machine as `ray
+stop --force` would: other test sessions may run their own.
 
 ``AUTOPEFT_TEST_RAY_ADDRESS=HOST:PORT`` uses a running cluster of that shape instead (not stopped here).
 """
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from autopeft.train.storage import CACHE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 80_000_000  # Ray's minimum is ~75 MB; the default (30% of memory per node) is far more
@@ -62,10 +65,12 @@ class RayTestCluster:
     dashboard: str | None = None  # http://HOST:PORT of the head's dashboard (Ray Jobs), where started here
     client: str | None = None  # ray://HOST:PORT of the head's Ray Client server, where started here
 
-    def _ray(self, *args: str, timeout: float = 180) -> subprocess.Popen[bytes]:
+    def _ray(self, *args: str, cache: Path | None = None) -> subprocess.Popen[bytes]:
+        """`ray start ARGS`; a worker node gets its own runs cache (``cache``), as a node on another machine has."""
         ray = str(Path(sys.executable).with_name("ray"))
         log = open(Path(args[args.index("--temp-dir") + 1]).with_suffix(".log"), "wb")  # noqa: SIM115
-        return subprocess.Popen([ray, "start", *args], env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        env = _env() if cache is None else {**_env(), CACHE_ENV: str(cache)}
+        return subprocess.Popen([ray, "start", *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def _node_args(self, temp: Path) -> list[str]:
         return ["--temp-dir", str(temp), "--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats",
@@ -88,7 +93,8 @@ class RayTestCluster:
         assert self.base is not None
         names = [f"w{len(self.workers) + i + 1}" for i in range(count)]
         started = [self._ray("--address", self.address, "--num-cpus", "1", "--num-gpus", "1",
-                             *self._node_args(self.base / name)) for name in names]
+                             *self._node_args(self.base / name), cache=self.base / name / "runs-cache")
+                   for name in names]
         for name, process in zip(names, started, strict=True):
             if process.wait(timeout=180) != 0:
                 raise RuntimeError(f"ray start ({name}) failed: {(self.base / f'{name}.log').read_text()[-2000:]}")

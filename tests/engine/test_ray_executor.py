@@ -4,7 +4,9 @@ On the cluster (a head with no resources, two worker nodes with 1 CPU and 1 logi
 of the synthetic objective through the real loop on PostgreSQL spreads over both nodes with one GPU id
 per trial, read back from the attempts' worker names; a trial past its timeout is stopped; a worker
 node whose raylet is killed while it holds a trial loses only that attempt, which runs again on the
-other node, and the budget is counted once. The executor contract (test_executors.py) runs it too.
+other node, and the budget is counted once; a node killed while it holds a promoted trial of a real Hyperband
+study (checkpoints under a shared `file://` URI) loses that job, which resumes on the other node from the
+checkpoint the dead node stored. The executor contract (test_executors.py) runs it too.
 """
 
 from __future__ import annotations
@@ -351,6 +353,90 @@ def test_a_node_killed_while_it_holds_a_trial_loses_only_that_attempt(ray_cluste
     finally:
         ray_cluster.workers.remove(victim)
         ray_cluster.add_workers(1)  # two live worker nodes again for the tests after this one
+
+
+
+#: The promoted-trial study: rungs of 500, 1,000 and 2,000 steps of the tiny BERT (eta 2), so a promoted
+#: job (model load, then 500-1,000 steps) runs a few seconds: long enough for the watcher to see it and kill its node.
+RUNGS = (500, 1000, 2000)
+
+
+@pytest.mark.slow
+def test_a_node_killed_while_it_holds_a_promoted_trial_resumes_it_from_the_shared_checkpoint(
+        ray_cluster: RayTestCluster, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Real training on the cluster, checkpoints under a `file://` runs URI every node sees (each node has its
+    own local cache): the node running a promoted job (one that continues a checkpoint) is killed; the job is
+    lost and runs again on the other node from the checkpoint the dead node stored, not from zero."""
+    import yaml
+
+    from tests.cli.test_study import TINY_SPACE
+    from tests.conftest import tiny_recipe_dict
+    from tests.engine.test_faults import _check_consistent, _cli
+
+    if ray_cluster.base is None:
+        pytest.skip("kills a node: needs the cluster this test session started")
+    recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, fmin=RUNGS[0], fmax=RUNGS[-1], threads=1)),
+                      encoding="utf-8")
+    space.write_text(yaml.safe_dump(TINY_SPACE), encoding="utf-8")
+    raylets = {name: ray_cluster.raylet(name) for name in ray_cluster.workers}
+    killed: dict[str, Any] = {}
+    with pg_schema() as (user, schema):
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        store = Store(url)
+        driver = _cli("study", "run", "--space", str(space), "--trial", str(recipe), "--name", "p",
+                      "--strategy", "hyperband", "--eta", "2", "--budget", "3", "--storage", url, "-q",
+                      "--executor", "ray", "--ray-address", ray_cluster.address,
+                      "--runs-dir", (tmp_path / "shared-runs").as_uri())
+        try:
+            deadline = time.monotonic() + 300
+            while not killed and driver.poll() is None and time.monotonic() < deadline:
+                for attempt in store.attempts("p") if _has_attempts(store, "p") else []:
+                    if attempt.outcome is not AttemptOutcome.RUNNING or not attempt.resume_from or not attempt.worker:
+                        continue
+                    node = _node_running(raylets, int(attempt.worker.split(":")[1]))
+                    if node is not None:
+                        raylets[node].kill()  # SIGKILL: the node is gone, with the job and its local cache copy
+                        killed.update(node=node, trial=attempt.trial_number, resume_from=attempt.resume_from)
+                        break
+                time.sleep(0.1)
+            _, err = driver.communicate(timeout=600)
+        finally:
+            driver.kill()
+            for name in [n for n in ray_cluster.workers if not raylets[n].is_running()]:
+                ray_cluster.workers.remove(name)
+                ray_cluster.add_workers(1)  # two live worker nodes again for the tests after this one
+        assert killed, "no promoted job ran long enough on a worker node to be killed there"
+        assert driver.returncode == 0, err.decode()
+        _check_consistent(store, "p", 3.0)  # every trial finished once, the budget counted once, no attempt open
+        jobs = [a for a in store.attempts("p") if a.trial_number == killed["trial"]]
+        lost = [a for a in jobs if a.outcome is AttemptOutcome.LOST]
+        assert [a.resume_from for a in lost] == [killed["resume_from"]], jobs
+        retry = jobs[jobs.index(lost[0]) + 1]
+        assert (retry.outcome, retry.resume_from, retry.fidelity) == (AttemptOutcome.REPORTED, lost[0].resume_from,
+                                                                     lost[0].fidelity)
+        survivor = next(ray_cluster.node_of(n) for n in raylets if n != killed["node"])[:8]
+        assert retry.worker is not None and f"/{survivor}:" in retry.worker  # it ran again on the other node
+        result = next(r for r in store.results("p") if r.trial_number == killed["trial"]
+                      and r.fidelity == retry.fidelity)
+        # Continued from the checkpoint the dead node stored under the shared URI, at the rung it had reached.
+        assert result.metrics["start_step"] == killed["resume_from"] > 0
+        assert result.metrics["steps"] == retry.fidelity
+
+
+def _has_attempts(store: Store, name: str) -> bool:
+    from tests.engine.test_faults import _has_rows
+
+    return _has_rows(store, name, "attempts")
+
+
+def _node_running(raylets: dict[str, psutil.Process], pid: int) -> str | None:
+    """The worker node (by name) whose raylet is the parent of process ``pid``, if any is."""
+    try:
+        parent = psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
+        return None
+    return next((name for name, raylet in raylets.items() if raylet.pid == parent), None)
 
 
 # -- the CLI as a process: Ctrl-C and a killed driver, on PostgreSQL ----------------------------------------
