@@ -291,6 +291,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> Iterator[tuple[Run, Any, l
     from autopeft.space.space import load_space
     from autopeft.train.counting import ParamCounter
 
+    lists = []
     for task in args.task:
         recipe = load_blackbox_recipe(task, data_dir=data_dir, threads=args.threads, device=args.device,
                                       quick=args.quick)
@@ -301,8 +302,13 @@ def plan(args: argparse.Namespace, data_dir: Path) -> Iterator[tuple[Run, Any, l
             configs = configurations(space_name, recipe, args.configs)
             if args.quick:
                 configs = [configs[0], next(c for c in configs if c[0].startswith("sobol-"))]
-            for run in runs_of(space_name, task, configs, noise=not args.quick):
-                yield run, recipe, rungs, counter, space
+            runs = runs_of(space_name, task, configs, noise=not args.quick)
+            lists.append([(run, recipe, rungs, counter, space) for run in runs])
+    # Round robin over the lists, so a table cut short by --max-minutes covers every (space, task) evenly.
+    for i in range(max(map(len, lists), default=0)):
+        for runs_of_list in lists:
+            if i < len(runs_of_list):
+                yield runs_of_list[i]
 
 
 def main(argv: list[str] | None = None) -> int:
