@@ -68,6 +68,8 @@ class CheckedStudy:
     objectives: tuple[str, ...]
     eta: float
     budget: float | None
+    #: (name, configuration) a study proposes first: the space's defaults (unless turned off), a warm start's front.
+    seeds: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 # -- options --------------------------------------------------------------------------------------------
@@ -204,8 +206,11 @@ def check_study_options(*, name: str | None, strategy: str, seed: int, objective
 def check_study(space_path: str | Path, recipe_path: str | Path, *, name: str | None = None,
                 strategy: str = DEFAULT_STRATEGY, seed: int = 0, objectives: Sequence[str] = ("score",
                                                                                                 "trainable_params"),
-                eta: float = 3.0, budget: float | None = None) -> CheckedStudy:
-    """Everything a new study needs, loaded and checked; raises `AutopeftError` on the first problem."""
+                eta: float = 3.0, budget: float | None = None, defaults: bool = True) -> CheckedStudy:
+    """Everything a new study needs, loaded and checked; raises `AutopeftError` on the first problem.
+
+    ``defaults``: the study proposes the space's `defaults` first (`SearchSpace.default_configs`).
+    """
     from autopeft.train.recipe import load_recipe
 
     names = check_study_options(name=name, strategy=strategy, seed=seed, objectives=objectives, eta=eta)
@@ -216,8 +221,10 @@ def check_study(space_path: str | Path, recipe_path: str | Path, *, name: str | 
     space, counter = checked_space(space_path, recipe, recipe_source=str(recipe_path))
     check_feasible(counter)
     check_task_data(recipe, source=str(recipe_path))
+    seeds = tuple(space.default_configs(counter.num_layers)) if defaults else ()
     return CheckedStudy(space_path=space_path, recipe_path=recipe_path, space=space, recipe=recipe, counter=counter,
-                        name=name, strategy=strategy, seed=seed, objectives=names, eta=eta, budget=budget)
+                        name=name, strategy=strategy, seed=seed, objectives=names, eta=eta, budget=budget,
+                        seeds=seeds)
 
 
 def checked_space(space_path: str | Path, recipe: TrialRecipe, *,

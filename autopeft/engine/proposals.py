@@ -25,6 +25,7 @@ from typing import Any
 
 from autopeft.search.history import History
 from autopeft.search.samplers.base import Sampler
+from autopeft.space.encoding import config_key
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,12 @@ class ProposalQueue:
         self._background = None
         if job.error is not None:
             raise job.error
-        self.queued.extend(job.result)
+        # A configuration handed out while the model ran (a seed given by the cheap fallback, say) is not
+        # proposed twice: the background proposal's history was taken before it.
+        now = self._current()
+        seen = {config_key(c) for c in (*now.pending, *now.failed)} | {config_key(o.config) for o in now.observations}
+        fresh = [c for c in job.result if config_key(c) not in seen]
+        self.queued.extend(fresh)
 
     def prefetch(self, n: int) -> None:
         """At least ``n`` configurations queued (one joint batch, so a model picks them together)."""

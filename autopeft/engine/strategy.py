@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +52,15 @@ class StrategyOptions:
 
 def make_sampler_for(strategy: str, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int,
                      feasible: Feasible | None, known: Mapping[str, KnownObjective] | None,
-                     options: StrategyOptions = StrategyOptions()) -> Sampler:
-    from autopeft.search.samplers import make_sampler
+                     options: StrategyOptions = StrategyOptions(),
+                     seeds: Sequence[Mapping[str, Any]] = ()) -> Sampler:
+    """The strategy's sampler; with ``seeds``, it proposes those configurations first (`SeededSampler`)."""
+    from autopeft.search.samplers import SeededSampler, make_sampler
 
     sampler_name, _ = STRATEGIES[check_strategy(strategy)]
-    return make_sampler(sampler_name, dims, objectives, seed=seed, feasible=feasible, known=known,
-                        **dict(options.sampler or {}))
+    sampler = make_sampler(sampler_name, dims, objectives, seed=seed, feasible=feasible, known=known,
+                           **dict(options.sampler or {}))
+    return SeededSampler(sampler, seeds) if seeds else sampler
 
 
 def make_scheduler(strategy: str, propose: Propose, objectives: tuple[Objective, ...], *, min_fidelity: int,

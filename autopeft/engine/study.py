@@ -58,12 +58,25 @@ def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = N
         objectives=make_objectives(checked.objectives, base_params=checked.counter.base_params),
         recipe_dir=str(checked.recipe.base_dir), space_path=str(checked.space_path),
         recipe_path=str(checked.recipe_path),
-        options={"strategy": checked.strategy, "seed": checked.seed, "eta": checked.eta, "budget": checked.budget})
+        options={"strategy": checked.strategy, "seed": checked.seed, "eta": checked.eta, "budget": checked.budget,
+                 "seeds": [{"name": name, "config": config} for name, config in checked.seeds]})
     study_name = checked.name or default_study_name(checked.space.name, checked.recipe.name)
     store.create_study(study_name, space=definition.space_json(), recipe=definition.recipe_json(),
                        objectives=definition.objectives_json(), strategy=checked.strategy, seed=checked.seed,
                        lease=lease)
     return study_name, definition
+
+
+def seed_configs(definition: StudyDefinition) -> list[dict[str, Any]]:
+    """The configurations the study proposes first (kept in its options when it was created)."""
+    return [dict(seed["config"]) for seed in definition.options.get("seeds") or []]
+
+
+def seed_names(definition: StudyDefinition) -> dict[Any, str]:
+    """Configuration (`config_key`) -> the name of the seed it is, to label those trials in a front."""
+    from autopeft.space.encoding import config_key
+
+    return {config_key(seed["config"]): str(seed["name"]) for seed in definition.options.get("seeds") or []}
 
 
 def run_study(store: Store, name: str, *, budget: Budget | None = None, workers: int | None = 1,
@@ -120,7 +133,7 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
     strategy = StrategyOptions(eta=float(options.get("eta", 3.0)))
     known: dict[str, Any] = {TRAINABLE_PARAMS: counter.count} if definition.objective(TRAINABLE_PARAMS) else {}
     sampler = make_sampler_for(record.strategy, dims, definition.objectives, seed=seed, feasible=counter.feasible,
-                               known=known, options=strategy)
+                               known=known, options=strategy, seeds=seed_configs(definition))
 
     def scheduler_factory(propose: Any) -> Any:
         return make_scheduler(record.strategy, propose, definition.objectives, min_fidelity=definition.min_fidelity,

@@ -87,6 +87,20 @@ class Constraint(BaseModel):
         return True
 
 
+class SpaceDefault(BaseModel):
+    """A configuration practitioners try first, in the space's own terms: parameter values by name.
+
+    A per-layer value applies to every searched layer; values of parameters that are inactive under the
+    others (a rank where the method is none) are ignored. A study proposes its space's defaults before
+    anything else, so its front is never worse than these usual choices.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    values: dict[str, Any]
+
+
 class SearchSpace(BaseModel):
     """A joint space over adapter type, placement, size and learning rate; model-agnostic."""
 
@@ -102,6 +116,8 @@ class SearchSpace(BaseModel):
     searched_layers: str | int = Field(default="all", description="Layers that get the per-layer parameters.")
     plan: tuple[PlanEntry, ...] = Field(min_length=1, description="Plan template applied to each searched layer.")
     constraints: tuple[Constraint, ...] = ()
+    defaults: tuple[SpaceDefault, ...] = Field(default=(), description=(
+        "Configurations a study proposes first (LoRA r=8 on query and value, IA3, the head alone, ...)."))
 
     @model_validator(mode="after")
     def _names_resolve(self) -> SearchSpace:
@@ -126,6 +142,17 @@ class SearchSpace(BaseModel):
             missing = sorted(entry.references() - known)
             if missing:
                 raise ValueError(f"plan.{i}: ${missing[0]} is not a parameter; known: {', '.join(sorted(known))}")
+        names = [d.name for d in self.defaults]
+        for i, default in enumerate(self.defaults):
+            unknown = sorted(set(default.values) - known)
+            if unknown:
+                raise ValueError(f"defaults.{i}.values: {unknown[0]!r} is not a parameter; known: "
+                                 f"{', '.join(sorted(known))}")
+            if default.name in names[:i]:
+                raise ValueError(f"defaults.{i}.name: {default.name!r} names two defaults")
+            # Checked on one unprefixed layer: a layer's conditions read only that layer's parameters.
+            self._expand_default(default, {**self.global_params, **{n: self.layers[n] for n in
+                                                                    dependency_order(self.layers)}}, f"defaults.{i}")
         return self
 
     def _groups(self) -> tuple[tuple[str, dict[str, Param]], ...]:
@@ -167,6 +194,26 @@ class SearchSpace(BaseModel):
                 when = tuple(c.model_copy(update={"param": f"layer_{i}.{c.param}"}) for c in param.when)
                 dims[f"layer_{i}.{name}"] = param.model_copy(update={"when": when})
         return dims
+
+    def default_configs(self, num_layers: int) -> list[tuple[str, dict[str, Any]]]:
+        """The space's `defaults` as (name, configuration) for a model with ``num_layers`` layers."""
+        dims = self.dimensions(num_layers)
+        return [(d.name, self._expand_default(d, dims, f"defaults.{i}")) for i, d in enumerate(self.defaults)]
+
+    def _expand_default(self, default: SpaceDefault, dims: Mapping[str, Param], where: str) -> dict[str, Any]:
+        """``default`` as a configuration over ``dims``: each active parameter's value, by its unprefixed name."""
+        config: dict[str, Any] = {}
+        for name, param in dims.items():
+            if not param.active(config):
+                continue
+            local = name if name in self.global_params else name.partition(".")[2] or name
+            if local not in default.values:
+                raise ValueError(f"{where}.values: {default.name!r} gives no {local!r}, which it needs")
+            value = default.values[local]
+            if not param.contains(value):
+                raise ValueError(f"{where}.values.{local}: {value!r} is not {param.describe()}")
+            config[name] = value
+        return config
 
     def as_written(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``config`` with its keys in the order the space lists its parameters, for display only."""

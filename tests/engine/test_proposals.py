@@ -112,6 +112,31 @@ def test_an_error_of_the_background_proposal_reaches_the_loop() -> None:
         queue(1)
 
 
+
+def test_a_configuration_handed_out_while_the_model_ran_is_not_queued_again() -> None:
+    """A seed (the space's default) given by the cheap fallback while the model worked on the same history."""
+    seed = {"x": 0.25, "y": 0.75}
+
+    class SeedBoth(GatedSampler):
+        def propose(self, n: int, history: History) -> list[Config]:
+            assert self.gate.wait(10)
+            return [dict(seed)]
+
+        def cheap_propose(self, n: int, history: History) -> list[Config]:
+            return [dict(seed)]
+
+    sampler, started = SeedBoth(DIMS, OBJECTIVES, seed=0), []
+    queue = ProposalQueue(sampler, lambda: History(pending=tuple(started), num_trials=len(started)),
+                          running=lambda: 1, ahead=True)
+    queue.ahead()  # the model starts from a history without the seed
+    started += queue(1)  # meanwhile a worker frees: the cheap proposal is the seed, and it starts
+    assert started == [seed]
+    sampler.gate.set()
+    _wait_idle(queue)
+    queue.ahead()  # collects the model's proposal: the seed again, already running
+    assert queue.queued == []
+
+
 class SlowModel(UniformSampler):
     """Takes 0.6 s a proposal (a slow GP fit); cheap proposals are marked by y = 0.05."""
 

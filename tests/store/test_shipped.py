@@ -61,7 +61,11 @@ def test_a_stored_recipe_means_what_its_file_says(store_url: str, recipe_path: P
     store.close()
     assert stored.recipe == read_yaml(recipe_path)
     assert stored.trial_recipe() == load_recipe(recipe_path)
-    assert stored.options == {"strategy": "hyperband", "seed": 3, "eta": 3.0, "budget": 2.0}
+    options = dict(stored.options)
+    seeds = options.pop("seeds")
+    assert options == {"strategy": "hyperband", "seed": 3, "eta": 3.0, "budget": 2.0}
+    # The space's defaults, to be proposed first, as stored (jsonb reorders keys; values and order stay).
+    assert [(s["name"], s["config"]) for s in seeds] == load_space(SPACES[0]).default_configs(NUM_LAYERS)
     assert (stored.min_fidelity, stored.max_fidelity) == (stored.trial_recipe().fidelity.min,
                                                           stored.trial_recipe().fidelity.max)
 
@@ -93,6 +97,8 @@ def test_a_study_on_every_shipped_space_runs(store_url: str, space_path: Path, t
     trials = store.trials(name)
     assert summary.status is StudyStatus.COMPLETE
     assert seen and len(trials) >= 3
+    defaults = [config for _, config in written.default_configs(NUM_LAYERS)]
+    assert [t.config for t in trials[:len(defaults)]] == defaults  # the space's defaults were proposed first
     assert [t.error for t in trials if t.status is TrialStatus.FAILED] == []
     assert store.latest_pareto_snapshot(name) is not None
     store.close()

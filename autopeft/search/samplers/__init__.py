@@ -14,6 +14,7 @@ from autopeft.search.samplers.base import Feasible, KnownObjective, Sampler
 from autopeft.search.samplers.botorch_sampler import MOBOSampler
 from autopeft.search.samplers.optuna_sampler import NSGA2Sampler, OptunaSampler, TPESampler
 from autopeft.search.samplers.random import RandomSampler
+from autopeft.search.samplers.seeded import SeededSampler
 from autopeft.space.params import Param
 
 #: Strategy names accepted by `make_sampler` (and a study's ``strategy``).
@@ -47,6 +48,7 @@ __all__ = [
     "OptunaSampler",
     "RandomSampler",
     "Sampler",
+    "SeededSampler",
     "TPESampler",
     "make_sampler",
 ]

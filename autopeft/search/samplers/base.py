@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from autopeft.search.history import Config, History
 from autopeft.search.pareto import Objective
@@ -29,7 +29,7 @@ class Sampler(abc.ABC):
     """
 
     #: Proposing may take seconds (a model fit): the study loop then proposes ahead, in the background.
-    slow: ClassVar[bool] = False
+    slow: bool = False
 
     def __init__(self, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int = 0,
                  feasible: Feasible | None = None, known: Mapping[str, KnownObjective] | None = None) -> None:
