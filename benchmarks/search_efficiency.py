@@ -39,10 +39,13 @@ compute to reach the target / the best peer's compute (the budget it spent to ge
 better; the issue's target is 1/3.
 
 Problems: `synthetic` (the synthetic problem of `benchmarks/strategies.py`: the `mixed` space on
-MiniLM-L6 with exact counts, a formula for the score, noise fixed per configuration and fidelity). The
-next problem is the surrogate of real training that `benchmarks/peft_blackbox` will provide: a `Problem`
-whose score is a model fitted on real runs (with their measured noise, drawn from the seed); the harness
-runs it unchanged.
+MiniLM-L6 with exact counts, a formula for the score, noise fixed per configuration and fidelity; the fast
+CI case), and `blackbox-<space>-<task>` for `lora`/`mixed` x `sst2`/`mrpc`: scores from the surrogate of
+real training (`benchmarks/peft_blackbox/surrogate.py`: gradient boosting fitted on the blackbox table when
+the problem is built, plus the measured run-to-run noise drawn from (config, fidelity, seed)), exact counts
+from `ParamCounter` with the collector's recipe, fidelity 512-4,096 examples (eta 2), chance (the dev
+split's majority class) as the score floor. It needs the GLUE files and at least 20 complete
+configurations of its list in the table (building it says how many there are).
 
 Full run:  python benchmarks/search_efficiency.py               (budget 30, 10 seeds, every method)
            [--jobs 2: seeds in parallel processes; timings then share the CPU]
@@ -91,8 +94,8 @@ GRID_POINTS = 121
 class Problem(abc.ABC):
     """What a method searches: a space, the exact parameter count, a score over configuration and fidelity.
 
-    Implementations: `SyntheticProblem` (a formula, for CI). `benchmarks/peft_blackbox` will provide a
-    surrogate `Problem` fitted on real training runs; the harness takes it unchanged.
+    Implementations: `SyntheticProblem` (a formula, for CI) and `benchmarks/peft_blackbox/surrogate.py`'s
+    `BlackboxProblem` (a surrogate fitted on real training runs); the harness takes both unchanged.
     """
 
     name: str
@@ -189,7 +192,19 @@ class SyntheticProblem(Problem):
         return bool(self.counter.feasible(dict(config)))
 
 
-PROBLEMS: dict[str, Callable[[], Problem]] = {"synthetic": SyntheticProblem}
+def _blackbox(space: str, task: str) -> Callable[[], Problem]:
+    """A factory of the surrogate problem (imported when built: it reads the table and the GLUE files)."""
+    def build() -> Problem:
+        from benchmarks.peft_blackbox.surrogate import BlackboxProblem
+
+        return BlackboxProblem(space, task)
+    return build
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {
+    "synthetic": SyntheticProblem,
+    **{f"blackbox-{space}-{task}": _blackbox(space, task) for space in ("lora", "mixed") for task in ("sst2", "mrpc")},
+}
 
 
 # -- accounting ---------------------------------------------------------------------------------------
