@@ -431,12 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     from autopeft.space.space import load_space
 
     table = load_table(args.space, args.task, args.table)
+    report: dict[str, Any]
     try:
         report = validate(load_space(SPACES[args.space]).dimensions(NUM_LAYERS), table)
-    except ValueError as err:
+        print_report(report)
+    except ValueError as err:  # too few configurations: recorded as such, so the JSON shows the table's state
         print(err, file=sys.stderr)
-        return 1
-    print_report(report)
+        report = {"space": args.space, "task": args.task, "rows": table.rows, "runs": table.runs,
+                  "configs": len(table.configs), "error": str(err)}
     entry = {"date": dt.date.today().isoformat(), "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
              "table": str(args.table.relative_to(ROOT) if args.table.is_relative_to(ROOT) else args.table),
              **report}
@@ -449,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
-    return 0
+    return 1 if "error" in report else 0
 
 
 if __name__ == "__main__":
