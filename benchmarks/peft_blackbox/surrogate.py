@@ -86,12 +86,6 @@ class Table:
     def runs(self) -> int:
         return len(set(zip(self.config_ids, self.seeds, strict=True)))
 
-    def score_of(self, config_id: str, seed: int, fidelity: int) -> float | None:
-        for c, s, f, y in zip(self.config_ids, self.seeds, self.fidelities, self.scores, strict=True):
-            if c == config_id and s == seed and f == fidelity:
-                return y
-        return None
-
 
 def load_table(space: str, task: str, path: Path = DEFAULT_OUT) -> Table:
     """The complete runs of (space, task) in the collector's CSV (read only; it may be growing).
