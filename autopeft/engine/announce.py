@@ -1,5 +1,6 @@
 """What a study will do, said before it starts: its rung ladder, how long its sampler proposes at random,
-and whether the budget is large enough for either (`study run` prints it at the start, `space check` too).
+and whether the budget is large enough for either (`study run` prints it at the start, `space check` too),
+and which configurations it proposes first (its seeds: a warm start's front, the space's defaults).
 
 A user who runs `--budget 6` with a model-based sampler that needs 8 results, or a ladder of two rungs
 whose lower one is too short to score above chance, learns it here rather than from the results. The
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -161,3 +163,27 @@ def recipe_plan(recipe: TrialRecipe, strategy: str, *, eta: float = 3.0, budget:
     """`study_plan` with the recipe's fidelity range and unit: what `study run` and `space check` print."""
     fidelity = recipe.fidelity
     return study_plan(strategy, fidelity.min, fidelity.max, eta=eta, budget=budget, unit=fidelity.unit)
+
+
+def seeds_line(seeds: Sequence[tuple[str, Mapping[str, Any]]],
+               feasible: Callable[[Mapping[str, Any]], bool] | None = None) -> str | None:
+    """What a study proposes before its sampler: the front of a warm start's study, then the space's defaults
+    (`study run` prints it with the plan); None where it proposes none. ``feasible``: the space's constraints
+    on the model, which a seed must meet to be proposed (`SeededSampler`)."""
+    from autopeft.engine.warm_start import is_warm_start, warm_start_study
+
+    warm = [name for name, _ in seeds if is_warm_start(name)]
+    defaults = [config for name, config in seeds if not is_warm_start(name)]
+    kept = [c for c in defaults if feasible is None or feasible(c)]
+    parts = []
+    if warm:
+        studies = ", ".join(dict.fromkeys(warm_start_study(name) for name in warm))
+        parts.append(f"{len(warm)} from the front of {studies}")
+    if kept:
+        parts.append(f"{len(kept)} of the space's defaults")
+    if not parts:
+        return None
+    skipped = len(defaults) - len(kept)
+    note = (f" ({skipped} more default{'s' if skipped > 1 else ''} break{'' if skipped > 1 else 's'} the "
+            "space's constraints on this model: skipped)") if skipped else ""
+    return f"first: {', then '.join(parts)}{note}"
