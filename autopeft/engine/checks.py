@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from autopeft.space.space import PlanEntry, SearchSpace
     from autopeft.train.counting import ParamCounter
     from autopeft.train.recipe import TrialRecipe
+    from autopeft.train.tasks.types import TaskData
 
 #: Database backends the store supports.
 BACKENDS = ("sqlite", "postgresql")
@@ -70,6 +71,8 @@ class CheckedStudy:
     budget: float | None
     #: (name, configuration) a study proposes first: the space's defaults (unless turned off), a warm start's front.
     seeds: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: The task's chance score (`TaskData.chance`): the score objective's hypervolume reference.
+    chance: float = 0.0
 
 
 # -- options --------------------------------------------------------------------------------------------
@@ -220,11 +223,11 @@ def check_study(space_path: str | Path, recipe_path: str | Path, *, name: str | 
     recipe = load_recipe(recipe_path)
     space, counter = checked_space(space_path, recipe, recipe_source=str(recipe_path))
     check_feasible(counter)
-    check_task_data(recipe, source=str(recipe_path))
+    task = check_task_data(recipe, source=str(recipe_path))
     seeds = tuple(space.default_configs(counter.num_layers)) if defaults else ()
     return CheckedStudy(space_path=space_path, recipe_path=recipe_path, space=space, recipe=recipe, counter=counter,
                         name=name, strategy=strategy, seed=seed, objectives=names, eta=eta, budget=budget,
-                        seeds=seeds)
+                        seeds=seeds, chance=task.chance if task is not None else 0.0)
 
 
 def checked_space(space_path: str | Path, recipe: TrialRecipe, *,
@@ -275,15 +278,15 @@ def check_feasible(counter: ParamCounter) -> None:
                           source=counter.source, field="constraints")
 
 
-def check_task_data(recipe: TrialRecipe, *, source: str | None = None) -> None:
+def check_task_data(recipe: TrialRecipe, *, source: str | None = None) -> TaskData | None:
     """Read a `files` or GLUE task now (missing, empty, malformed or non-UTF-8 files, one class), so a
-    bad file stops the study before its first trial. `hf` datasets are left to the trial (a download)."""
+    bad file stops the study before its first trial. `hf` datasets are left to the trial (a download): None."""
     from autopeft.train.tasks.loader import load_task
 
     if recipe.task.name == "hf":
-        return
+        return None
     try:
-        load_task(recipe.task, recipe.base_dir)
+        return load_task(recipe.task, recipe.base_dir)
     except ConfigError as err:
         if err.source is not None or source is None:
             raise

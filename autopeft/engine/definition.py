@@ -95,17 +95,19 @@ class StudyDefinition:
                    recipe_path=recipe.get("path"), options=recipe.get("options", {}))
 
 
-def make_objectives(names: Sequence[str], *, base_params: int) -> tuple[Objective, ...]:
+def make_objectives(names: Sequence[str], *, base_params: int, chance: float = 0.0) -> tuple[Objective, ...]:
     """The study's objectives with their fixed hypervolume reference points.
 
-    - ``score``: maximised from 0.0 (chance or worse on every shipped metric adds no volume).
+    - ``score``: maximised from ``chance``, the task's score for always predicting the most common label
+      (`TaskData.chance`), so a trial no better than that adds no volume and is not promoted for being small.
     - ``trainable_params``: minimised from the base model's parameter count (full fine-tuning).
     - ``train_seconds`` / ``peak_memory_mb``: minimised from very large values (1e6 s, 1e7 MB), so
       every finished trial counts; their hypervolumes compare between studies of one machine only.
     """
     from autopeft.errors import ConfigError
 
-    references = {SCORE: 0.0, TRAINABLE_PARAMS: float(base_params), "train_seconds": 1e6, "peak_memory_mb": 1e7}
+    references = {SCORE: float(chance), TRAINABLE_PARAMS: float(base_params), "train_seconds": 1e6,
+                  "peak_memory_mb": 1e7}
     out = []
     for name in names:
         if name not in OBJECTIVE_DIRECTIONS:

@@ -1,4 +1,5 @@
-"""The Pareto front of a study, read from the store: completed trials at full fidelity, non-dominated.
+"""The Pareto front of a study, read from the store: completed trials at full fidelity, non-dominated,
+better than the objectives' references (a score above chance).
 
 Only results at the recipe's maximum fidelity enter the front: a trial stopped at a low rung was
 measured on a cheaper proxy, and mixing fidelities would put half-trained scores beside full ones.
@@ -46,7 +47,9 @@ def compute_front(objectives: tuple[Objective, ...], completed: list[FrontEntry]
     raw = np.array([[e.objectives[o.name] for o in objectives] for e in completed], dtype=np.float64)
     points = to_minimization(raw, [o.direction for o in objectives])
     mask = pareto_front_mask(points)
-    entries = [e for e, keep in zip(completed, mask, strict=True) if keep]
+    # A trial no better than the reference (a score at chance) adds no hypervolume: it is no trade-off to offer.
+    shown = mask & np.all(points < reference_point(objectives), axis=1)
+    entries = [e for e, keep in zip(completed, shown, strict=True) if keep]
     entries.sort(key=lambda e: (-e.objectives.get(SCORE, 0.0), e.number))
     volume = hypervolume(points[mask], reference_point(objectives))
     return Front(objectives, tuple(entries), tuple(completed), float(volume))

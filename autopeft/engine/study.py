@@ -55,7 +55,7 @@ def create_study(store: Store, checked: CheckedStudy, *, lease: Lease | None = N
 
     definition = StudyDefinition(
         space=read_yaml(checked.space_path), recipe=read_yaml(checked.recipe_path),
-        objectives=make_objectives(checked.objectives, base_params=checked.counter.base_params),
+        objectives=make_objectives(checked.objectives, base_params=checked.counter.base_params, chance=checked.chance),
         recipe_dir=str(checked.recipe.base_dir), space_path=str(checked.space_path),
         recipe_path=str(checked.recipe_path),
         options={"strategy": checked.strategy, "seed": checked.seed, "eta": checked.eta, "budget": checked.budget,

@@ -108,11 +108,22 @@ class ParetoRanking:
         return to_minimization(raw.reshape(len(results), len(self.objectives)), [o.direction for o in self.objectives])
 
     def top(self, k: int, results: Sequence[Mapping[str, float]]) -> list[int]:
-        """Indices of the ``k`` results `rank_for_promotion` picks, best first."""
+        """Indices of the ``k`` results `rank_for_promotion` picks, best first.
+
+        A result no better than the reference in some objective (a score at chance) adds no hypervolume,
+        so it ranks after every result that adds some: otherwise the smallest trial, never dominated, would
+        be promoted for its size alone, however little it learnt.
+        """
         if k <= 0 or not results:
             return []
-        picked = rank_for_promotion(self.points(results), k, self.tie_break, reference=self._reference)
-        return [int(i) for i in picked]
+        points = self.points(results)
+        useful = np.all(points < self._reference, axis=1)
+        order: list[int] = []
+        for group in (np.flatnonzero(useful), np.flatnonzero(~useful)):
+            if len(group) and len(order) < k:
+                picked = rank_for_promotion(points[group], k - len(order), self.tie_break, reference=self._reference)
+                order += [int(group[i]) for i in picked]
+        return order
 
 
 class Scheduler(abc.ABC):

@@ -121,3 +121,12 @@ def test_limits_out_of_range_are_refused(rule: dict[str, float]) -> None:
 
     with pytest.raises(ConfigError, match=next(iter(rule))):
         Rule(**rule)  # type: ignore[arg-type]
+
+
+def test_a_trial_no_better_than_chance_is_not_on_the_front() -> None:
+    entries = [entry(0, 0.50, 100), entry(1, 0.85, 6_000), entry(2, 0.90, 20_000)]
+    at_chance = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE, chance=0.51), entries)
+    assert [e.number for e in at_chance.entries] == [2, 1]  # the head alone at 0.50 is no trade-off
+    assert len(at_chance.completed) == 3
+    from_zero = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE), entries)
+    assert [e.number for e in from_zero.entries] == [2, 1, 0]

@@ -415,3 +415,19 @@ def test_bad_arguments(kw: dict[str, Any]) -> None:
         asha(0, **kw)
     with pytest.raises(ConfigError):
         hyperband(0, bracket_assignment="fifo")
+
+
+def test_a_result_at_chance_is_not_promoted_for_being_small() -> None:
+    """The smallest trial is never dominated; at a score no better than the reference (chance) it adds no
+    hypervolume, so it ranks after every trial that adds some."""
+    ranking = ParetoRanking([Objective("score", Direction.MAXIMIZE, reference=0.509),
+                             Objective("trainable_params", Direction.MINIMIZE, reference=1e6)])
+    results = [{"score": 0.50, "trainable_params": 10.0},  # the head alone, at chance
+               {"score": 0.642, "trainable_params": 5e4},
+               {"score": 0.60, "trainable_params": 9e4}]
+    assert ranking.top(1, results) == [1]
+    assert ranking.top(3, results)[-1] == 0
+    at_zero = ParetoRanking([Objective("score", Direction.MAXIMIZE, reference=0.0),
+                             Objective("trainable_params", Direction.MINIMIZE, reference=1e6)])
+    assert 0 in at_zero.top(2, results)  # measured from 0, the smallest is on the front and goes first
+

@@ -66,6 +66,13 @@ def test_a_stored_recipe_means_what_its_file_says(store_url: str, recipe_path: P
     assert options == {"strategy": "hyperband", "seed": 3, "eta": 3.0, "budget": 2.0}
     # The space's defaults, to be proposed first, as stored (jsonb reorders keys; values and order stay).
     assert [(s["name"], s["config"]) for s in seeds] == load_space(SPACES[0]).default_configs(NUM_LAYERS)
+    # The score's hypervolume reference is the task's chance score (always the most common label).
+    recipe = stored.trial_recipe()
+    if recipe.task.name == "demo":
+        from autopeft.train.tasks.loader import load_task
+
+        chance = load_task(recipe.task, recipe.base_dir).chance
+        assert 0.3 < chance < 0.9 and stored.objectives[0].reference == pytest.approx(chance)
     assert (stored.min_fidelity, stored.max_fidelity) == (stored.trial_recipe().fidelity.min,
                                                           stored.trial_recipe().fidelity.max)
 

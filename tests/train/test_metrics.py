@@ -79,3 +79,26 @@ def test_compute_metric_errors() -> None:
     with pytest.raises(DataError, match="f1_macro"):
         compute_metric("f1", [0, 1, 2], [0, 1, 2])
     assert compute_metric("f1_macro", [0, 1, 2], [0, 1, 2])["primary"] == pytest.approx(1.0)
+
+
+def test_chance_is_the_score_of_always_predicting_the_most_common_training_label() -> None:
+    from autopeft.train.metrics import chance_score
+
+    train, gold = [1, 1, 1, 0], [1, 0, 0, 1, 1]
+    assert chance_score("accuracy", train, gold) == pytest.approx(0.6)
+    assert chance_score("f1", train, gold) == pytest.approx(2 * 0.6 / 1.6)  # all positive: precision 0.6, recall 1
+    assert chance_score("f1", [0, 0, 1], gold) == 0.0  # all negative: no positive predicted
+    assert chance_score("matthews", train, gold) == 0.0
+    assert chance_score("pearson_spearman", [0.1, 0.9], [0.2, 0.4]) == 0.0
+    assert chance_score("accuracy", [], gold) == 0.0
+
+
+def test_the_demo_tasks_chance_is_its_majority_rate() -> None:
+    from autopeft.train.tasks.loader import load_task
+    from autopeft.train.tasks.spec import TaskSpec
+
+    task = load_task(TaskSpec(name="demo"))
+    labels = [e.label for e in task.train]
+    majority = max(set(labels), key=labels.count)
+    rate = sum(e.label == majority for e in task.validation) / len(task.validation)
+    assert task.chance == pytest.approx(rate) and 0.0 < task.chance < 1.0

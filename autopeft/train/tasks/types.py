@@ -31,6 +31,13 @@ class TaskData:
     label_names: tuple[str, ...] = field(default=())
 
     @property
+    def chance(self) -> float:
+        """The validation score of always predicting the most common training label (`metrics.chance_score`)."""
+        from autopeft.train.metrics import chance_score
+
+        return chance_score(self.metric, [e.label for e in self.train], [e.label for e in self.validation])
+
+    @property
     def num_labels(self) -> int:
         """Output size of the classification head: 1 for regression."""
         return 1 if self.regression else len(self.label_names)
