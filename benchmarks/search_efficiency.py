@@ -109,6 +109,7 @@ class Problem(abc.ABC):
     score_ceiling: float = 1.0  # the best score possible (hypervolumes are shares of the box up to it)
     max_params: float  # the reference point's parameter count: the space's largest
     full_trial_seconds: float  # nominal training seconds of one full-fidelity trial (for wall time)
+    defaults: tuple[dict[str, Any], ...] = ()  # the space's `defaults`, which our strategies propose first
 
     @abc.abstractmethod
     def score(self, config: Mapping[str, Any], fidelity: int, seed: int) -> float:
@@ -164,6 +165,7 @@ class SyntheticProblem(Problem):
     name = "synthetic"
 
     def __init__(self) -> None:
+        from autopeft.engine.definition import make_objectives
         from benchmarks import strategies
 
         self._s = strategies
@@ -179,6 +181,9 @@ class SyntheticProblem(Problem):
                    if self.min_fidelity * self.eta ** k <= self.max_fidelity}
         self.report_fidelities = tuple(sorted(ladder))
         self.score_floor = 0.5
+        self.objectives = make_objectives(("score", "trainable_params"), base_params=self.counter.base_params,
+                                          chance=self.score_floor)
+        self.defaults = tuple(config for _, config in inner.space.default_configs(inner.num_layers))
         self.max_params = inner.max_params
         self.full_trial_seconds = 90.0  # MiniLM-L6 on 16,384 SST-2 examples at about 180 examples/s (CPU)
 
@@ -286,6 +291,7 @@ def run_ours(problem: Problem, strategy: str, seed: int, budget: float) -> dict[
         store.create_study("b", objectives=definition.objectives_json(), recipe=definition.recipe_json(),
                            strategy=strategy, seed=seed)
         sampler = make_sampler_for(strategy, problem.dims, problem.objectives, seed=seed,
+                                   seeds=problem.defaults if OURS_USE_DEFAULTS else (),
                                    feasible=counter.feasible if counter is not None else problem.feasible,
                                    known={"trainable_params": counter.count if counter is not None
                                           else problem.params})
@@ -638,6 +644,8 @@ def versions() -> dict[str, Any]:
 
 
 _PROBLEM: Problem | None = None
+#: Our strategies propose the space's defaults first, as a study does (`--no-defaults` measures without).
+OURS_USE_DEFAULTS = True
 
 
 def _work(args: tuple[str, str, int, float]) -> tuple[str, int, dict[str, Any]]:
@@ -657,11 +665,15 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated (default: all of {OURS + PEERS}; also {VARIANTS})")
     parser.add_argument("--problems", default="synthetic", help=f"comma-separated of {list(PROBLEMS)}")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (timings share the CPU)")
+    parser.add_argument("--no-defaults", action="store_true",
+                        help="our strategies do not propose the space's defaults first (to measure what they add)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_efficiency.json")
     parser.add_argument("--merge", type=Path, default=None,
                         help="an earlier report (same budget and seeds): its runs of the methods not run now "
                              "are kept, so one method can be rerun without the rest")
     args = parser.parse_args(argv)
+    global OURS_USE_DEFAULTS
+    OURS_USE_DEFAULTS = not args.no_defaults
     budget = args.budget or (3.0 if args.quick else 30.0)
     seeds = args.seeds or (1 if args.quick else 10)
     names = args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else OURS + PEERS)
@@ -718,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "search_efficiency", "quick": args.quick, "date": dt.date.today().isoformat(),
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
               "threads": threads, "jobs": args.jobs, "versions": at_start, "seeds": seeds,
+              "ours_propose_defaults_first": OURS_USE_DEFAULTS,
               "budget_full_trials": budget, "methods": names, "skipped": skipped, "problems": sections,
               "merged_from": None if args.merge is None else {"path": str(args.merge), "kept_runs_of": sorted(
                   {n for sec in sections for n in sec["methods"]} - set(names))}}

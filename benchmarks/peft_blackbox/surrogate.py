@@ -365,7 +365,6 @@ class BlackboxProblem(Problem):
             if self.counter.count(config) != have:
                 raise RuntimeError(f"{self.name}: {config_id} has {have} trainable parameters in the table, "
                                    f"ParamCounter says {self.counter.count(config)}")
-        self.objectives = make_objectives(("score", "trainable_params"), base_params=self.counter.base_params)
         self.min_fidelity, self.max_fidelity, self.eta = recipe.fidelity.min, recipe.fidelity.max, ETA
         self.report_fidelities = tuple(rung_levels(self.min_fidelity, self.max_fidelity, self.eta))
         if tuple(table.rungs) != self.report_fidelities:
@@ -377,6 +376,10 @@ class BlackboxProblem(Problem):
                              "is unmeasured; collect more runs")
         self.table = table
         self.score_floor = chance_score(recipe)
+        # Measured from chance, as a study's objectives are (`TaskData.chance`); the dev split's here.
+        self.objectives = make_objectives(("score", "trainable_params"), base_params=self.counter.base_params,
+                                          chance=self.score_floor)
+        self.defaults = tuple(config for _, config in self.space.default_configs(self.counter.num_layers))
         self.max_params = float(self.counter.bounds()[1])
         top = [s for s, f in zip(table.train_seconds, table.fidelities, strict=True) if f == self.max_fidelity]
         self.full_trial_seconds = float(np.nanmedian(top))
