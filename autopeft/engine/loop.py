@@ -12,6 +12,10 @@ loop stops starting work when either is spent and lets running jobs finish, so t
 overshoot the budget by less than one full trial. Failed jobs cost nothing: the budget measures the
 training that produced results, which is also what a resumed study can count from the store.
 
+Trials still paused at a rung when the budget runs out are marked pruned. A study resumed with a larger
+budget continues its brackets: the scheduler knows those trials as paused again, and one it promotes is
+reopened (pruned -> paused) and resumed from its checkpoint, so extending a study wastes nothing it learnt.
+
 Faults (see `FaultPolicy`): every job is an attempt in the store. A job whose worker died, or whose
 heartbeat went silent, goes back to waiting and runs again from its checkpoint, up to ``max_retries``
 times; a job past the trial timeout fails its trial; a non-finite objective fails its trial. With a
@@ -171,7 +175,7 @@ class StudyLoop:
             self.executor.shutdown(cancel=bool(self._running) or taken_over)
         self.queue.settle()  # a proposal still being made in the background (none is started once the budget is spent)
         for number, trial_status in self._mirror.status.items():
-            if trial_status is TrialStatus.PAUSED:  # never promoted within the budget: stopped early for good
+            if trial_status is TrialStatus.PAUSED:  # not promoted within the budget (a larger one may reopen it)
                 self.store.set_trial_status(self._trials[number].id, TrialStatus.PRUNED, lease=self._owner)
                 self._mirror.status[number] = TrialStatus.PRUNED
         self.store.set_study_status(self.name, StudyStatus.COMPLETE, lease=self._owner)
@@ -233,6 +237,8 @@ class StudyLoop:
 
     def _launch(self, s: Suggestion, trial: TrialRecord) -> None:
         trial_dir = None if self.runs_dir is None else str(trial_dir_for(self.runs_dir, self.name, trial.number))
+        if self._mirror.status.get(trial.number) is TrialStatus.PRUNED:  # paused when an earlier budget ran out
+            self.store.set_trial_status(trial.id, TrialStatus.PAUSED, lease=self._owner)
         attempt = self.store.start_attempt(trial.id, s.fidelity, resume_from=s.resume_from, lease=self._owner)
         heartbeat = Heartbeat(self.store.url, trial.id, attempt.id, self.policy.heartbeat_interval)
         task = TrialTask(study=self.name, number=trial.number, config=dict(s.config), trial_config=trial.plan,

@@ -30,9 +30,11 @@ from autopeft.search.scheduler import (
 )
 from autopeft.status import TrialStatus
 
-#: A stored trial's status as the scheduler keeps it: complete or pruned never run again; in flight runs again.
+#: A stored trial's status as the scheduler keeps it: complete and failed never run again; in flight runs again.
+#: Pruned is paused: this scheduler never prunes, so a pruned trial is one that was paused at a rung when an
+#: earlier run's budget ran out (the loop marks those pruned), and a larger budget may still promote it.
 _RESTORED_STATUS = {TrialStatus.PAUSED: TrialStatus.PAUSED, TrialStatus.COMPLETE: TrialStatus.COMPLETE,
-                    TrialStatus.PRUNED: TrialStatus.COMPLETE, TrialStatus.FAILED: TrialStatus.FAILED,
+                    TrialStatus.PRUNED: TrialStatus.PAUSED, TrialStatus.FAILED: TrialStatus.FAILED,
                     TrialStatus.WAITING: TrialStatus.RUNNING, TrialStatus.RUNNING: TrialStatus.RUNNING}
 
 
@@ -172,20 +174,24 @@ class MultiObjectiveHyperband(Scheduler):
         self._book.mark_failed(trial_id)
 
     def restore(self, trials: Sequence[RestoredTrial]) -> list[Suggestion]:
-        """Rungs, promotions and statuses from stored trials; the bracket draws continue from a fresh seed.
+        """Rungs, promotions and statuses from stored trials, and the bracket draws where they stopped.
 
         A trial's bracket is the stored one, or the rung of its first result; a trial with neither
-        (it had not reported yet) is re-assigned one. Rung populations are filled in the order the
-        results arrived, so the promotion quota and ranking see what they saw before the stop.
+        (it had not reported yet) gets the bracket drawn for it again. Rung populations are filled in
+        the order the results arrived, so the promotion quota and ranking see what they saw before the
+        stop. Paused and pruned trials are candidates of their rung again, so a study resumed with a
+        larger budget continues its brackets (promoting what the rule allows) instead of starting over
+        beside them (Iterative Deepening Hyperband, Brandt et al. 2023). One bracket draw is replayed
+        per stored trial, so the trials started after a resume get the brackets they would have got
+        without the stop.
         """
         arrivals: list[tuple[int, int, int, dict[str, float]]] = []  # (order, trial, rung, values)
         resubmit: list[Suggestion] = []
         names = [o.name for o in self.objectives]
         for stored in self._book.restorable(trials):
+            drawn = self._next_bracket()  # the draw the stopped scheduler made for this trial
             reached = [current_rung(f, self.levels) for f, _ in stored.results]
-            bracket = stored.bracket if stored.bracket is not None else min(reached, default=None)
-            if bracket is None:
-                bracket = self._next_bracket()
+            bracket = stored.bracket if stored.bracket is not None else min(reached, default=drawn)
             top = max(reached, default=-1)
             target = self.levels[bracket] if top < bracket else self.levels[min(top + 1, len(self.levels) - 1)]
             trial = TrialEntry(config=dict(stored.config), bracket=bracket, target=target)
@@ -200,7 +206,7 @@ class MultiObjectiveHyperband(Scheduler):
                 if rung < top or stored.status.is_active:
                     self._promoted.setdefault((bracket, rung), set()).add(stored.trial_id)
             trial.status = _RESTORED_STATUS[stored.status]
-            if stored.status is TrialStatus.PAUSED and top >= len(self.levels) - 1:
+            if trial.status is TrialStatus.PAUSED and top >= len(self.levels) - 1:
                 trial.status = TrialStatus.COMPLETE
             if trial.status is TrialStatus.RUNNING:
                 if target in trial.reported:  # it reported its target before the stop: nothing to redo

@@ -15,7 +15,9 @@ Concurrency rules:
   `BEGIN IMMEDIATE`; reads stay `DEFERRED` and, in WAL mode, never block writers).
 - `record_result` is idempotent per (trial, fidelity): the first write wins and later ones return it, so
   a worker may safely retry after losing its connection.
-- Finished trials (complete, pruned, failed) never change status again.
+- Finished trials (complete, pruned, failed) never change status again, with one exception: a pruned trial
+  (paused at a rung when its study's budget ran out) may be reopened as paused, when the study is resumed
+  with a larger budget and its scheduler promotes it.
 - One driver per study: the study row holds a lease (`acquire_lease`), renewed by the driver's heartbeat in
   the database's clock. Writes that drive a study take ``lease=`` and check, in the same transaction, that
   the caller still holds it (a fencing token), so a driver that was taken over cannot write one more row.
@@ -422,17 +424,23 @@ class Store:
 
     def set_trial_status(self, trial_id: int, status: TrialStatus | str, *, error: str | None = None,
                          worker: str | None = None, lease: str | None = None) -> TrialRecord:
-        """Move a trial; stamps started_at on first run and finished_at on finishing."""
+        """Move a trial; stamps started_at on first run and finished_at on finishing.
+
+        Finished is final, except pruned -> paused: a larger budget reopens a trial an earlier run stopped.
+        """
         new = TrialStatus(status)
         with self._session(write=True) as session:
             row = self._trial_row(session, trial_id, lock=True)
             self._fence_trial(session, row, lease)
             old = TrialStatus(row.status)
-            if old.is_finished and new is not old:
+            reopened = old is TrialStatus.PRUNED and new is TrialStatus.PAUSED
+            if old.is_finished and new is not old and not reopened:
                 raise InvalidValueError(f"trial {row.number} (id {trial_id}) is {old.value}; it cannot become "
                                         f"{new.value}")
             now = utcnow()
             row.status = new
+            if reopened:
+                row.finished_at = None
             if new is TrialStatus.RUNNING and row.started_at is None:
                 row.started_at = now
             if new.is_finished and row.finished_at is None:
