@@ -1,10 +1,12 @@
 r"""The one trial-status vocabulary that the store, the schedulers, the loop and the trial job share.
 
     waiting -> running -> paused -> running -> ... -> complete
-                      \-> failed             \-> pruned (paused for good at the end of a study)
+                      \-> failed             \-> pruned (paused when the study's budget ran out)
 
 A trial is `waiting` when it is created, and again when its job was interrupted (the driver stopped, or
-its worker died) and it will run again from its checkpoint. `complete`, `pruned` and `failed` are final.
+its worker died) and it will run again from its checkpoint. `complete` and `failed` are final; so is
+`pruned`, but for one way back: a study resumed with a larger budget continues its brackets, and a pruned
+trial its rung promotes goes back to `paused` and on from its checkpoint.
 It lives at the bottom of the package so that every layer can use it without importing another.
 """
 
@@ -20,7 +22,7 @@ class TrialStatus(str, enum.Enum):
     RUNNING = "running"  # a job trains it now
     PAUSED = "paused"  # stopped at a rung; a scheduler may still promote it
     COMPLETE = "complete"  # reached the study's maximum fidelity
-    PRUNED = "pruned"  # stopped at a rung for good
+    PRUNED = "pruned"  # stopped at a rung when the budget ran out (a larger budget may promote it)
     FAILED = "failed"  # could not go on; its `error` says why
 
     @property
