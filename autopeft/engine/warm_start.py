@@ -74,9 +74,9 @@ def warm_start_seeds(store: Store, other: str, checked: CheckedStudy) -> Seeds:
     (the space's defaults, unless turned off), each configuration once.
 
     Refused (`ConfigError` naming `--warm-start`) where ``other`` is not in the store, searched another
-    space, has no full-fidelity trial, or a front configuration does not compile on the new study's model
-    (another layer count, where the space searches every layer). Front configurations the new model's
-    constraints refuse are left out (the sampler would skip them); none left is refused too.
+    space, has no full-fidelity trial better than chance, or a front configuration does not compile on the
+    new study's model (another layer count, where the space searches every layer). Front configurations the
+    new model's constraints refuse are left out (the sampler would skip them); none left is refused too.
     """
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.front import study_front
@@ -88,9 +88,12 @@ def warm_start_seeds(store: Store, other: str, checked: CheckedStudy) -> Seeds:
     definition = StudyDefinition.from_record(store.get_study(other))
     _check_same_space(other, definition, checked)
     front = study_front(store, other)
-    if not front.entries:
+    if not front.completed:
         raise ConfigError(f"study {other!r} has no trial complete at full fidelity, so no front to start from",
                           field=OPTION)
+    if not front.entries:  # a trial at chance is on no front (`front.compute_front`)
+        raise ConfigError(f"none of the {len(front.completed)} trials of study {other!r} at full fidelity scores "
+                          "better than chance, so no front to start from", field=OPTION)
     num_layers = checked.counter.num_layers
     seeds: list[tuple[str, dict[str, Any]]] = []
     for entry in front.entries:  # best score first

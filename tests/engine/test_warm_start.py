@@ -139,6 +139,11 @@ def test_bad_warm_starts_are_one_line_naming_the_option(folder: Path, tiny_model
 
     assert "no study 'nope' in" in refused("nope") and "studies: other, idle" in refused("nope")
     assert "'idle' has no trial complete at full fidelity" in refused("idle")
+    checked_chance = check_study(folder / "space.yaml", folder / "recipe.yaml", name="chance", strategy="random")
+    create_study(store, checked_chance)
+    run_study(store, "chance", budget=Budget(trials=2), executor="inprocess", runs_dir=folder / "runs",
+              runner=lambda task: replace(fake_runner(task), objectives={"score": 0.0, "trainable_params": 100}))
+    assert "none of the 2 trials of study 'chance' at full fidelity scores better than chance" in refused("chance")
     wider = check_study(folder / "other_space.yaml", folder / "recipe.yaml", strategy="random")
     assert "study 'other' searched another space (its layers differ from" in refused("other", wider)
     # Name, description and defaults do not change what a configuration is: the same space.
