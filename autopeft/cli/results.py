@@ -6,6 +6,7 @@ import csv
 import enum
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,13 +29,17 @@ class Format(str, enum.Enum):
 
 # -- pareto --------------------------------------------------------------------------------------------
 
-#: The columns of `pareto --format csv` (and the keys of each `--format json` object).
+#: The columns of `pareto --format csv` (and the keys of each `--format json` object). `origin`: the seed a
+#: trial was (`default: NAME` of the space's defaults, `warm start: OTHER #7`), empty for the search's own.
 CSV_FIELDS = ["trial", "on_front", "score", "trainable_params", "share_pct", "train_seconds", "peak_memory_mb",
-              "learning_rate", "plan"]
+              "learning_rate", "plan", "origin"]
 
 
-def front_rows(front: Front, *, everything: bool = False) -> list[dict[str, Any]]:
-    """One flat row per trial: the front (best score first), or every full-fidelity trial with `on_front`."""
+def front_rows(front: Front, *, everything: bool = False,
+               origins: Mapping[Any, str] | None = None) -> list[dict[str, Any]]:
+    """One flat row per trial: the front (best score first), or every full-fidelity trial with `on_front`;
+    ``origins`` (`engine.warm_start.seed_origins`) says which were seeds, to compare the search with them."""
+    from autopeft.engine.warm_start import trial_origin
     from autopeft.export.select import score, share_pct
     from autopeft.space.plan_text import plan_text
 
@@ -54,6 +59,7 @@ def front_rows(front: Front, *, everything: bool = False) -> list[dict[str, Any]
             "peak_memory_mb": entry.objectives.get("peak_memory_mb", entry.metrics.get("peak_memory_mb")),
             "learning_rate": config.get("learning_rate"),
             "plan": plan_text(config.get("plan")) if "plan" in config else "-",
+            "origin": trial_origin(origins or {}, entry.config),
         })
     return rows
 
@@ -70,13 +76,15 @@ def _table(study: str, front: Front, rows: list[dict[str, Any]], everything: boo
                   caption=caption)
     if everything:
         table.add_column("front", justify="center")
+    seeded = any(row["origin"] for row in rows)  # the column only where a seed is shown: narrower otherwise
     for name, justify in (("trial", "right"), ("score", "right"), ("params", "right"), ("share", "right"),
-                          ("train s", "right"), ("plan", "left"), ("lr", "right")):
+                          ("train s", "right"), ("plan", "left"), ("lr", "right"), *([("origin", "left")] * seeded)):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         cells = [str(row["trial"]), _fmt(row["score"], ".4f"), _fmt(row["trainable_params"], ","),
                  _fmt(row["share_pct"], ".3f") + ("%" if row["share_pct"] is not None else ""),
-                 _fmt(row["train_seconds"], ".1f"), row["plan"], _fmt(row["learning_rate"], ".2g")]
+                 _fmt(row["train_seconds"], ".1f"), row["plan"], _fmt(row["learning_rate"], ".2g"),
+                 *([row["origin"] or ""] * seeded)]
         table.add_row(*(["*" if row["on_front"] else ""] if everything else []), *cells)
     return table
 
@@ -88,12 +96,16 @@ def pareto(
     fmt: Annotated[Format, typer.Option("--format", help="table, or json / csv for machines.")] = Format.table,
     everything: Annotated[bool, typer.Option("--all", help="Every full-fidelity trial, front marked.")] = False,
 ) -> None:
-    """Show a study's Pareto front: score against trainable parameters, best score first."""
+    """Show a study's Pareto front: score against trainable parameters, best score first; a trial that was one
+    of the seeds the study proposed first (the space's defaults, a warm start's front) says which."""
+    from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.front import study_front
+    from autopeft.engine.warm_start import seed_origins
 
     store = open_store(storage)
     front = study_front(store, name)
-    rows = front_rows(front, everything=everything)
+    origins = seed_origins(StudyDefinition.from_record(store.get_study(name)))
+    rows = front_rows(front, everything=everything, origins=origins)
     if fmt is Format.json:
         typer.echo(json.dumps(rows, indent=2))
     elif fmt is Format.csv:

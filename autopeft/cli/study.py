@@ -135,10 +135,16 @@ def study_run(
     ray_address: RayAddress = None,
     gpus_per_trial: GpusPerTrial = None,
     cpus_per_trial: CpusPerTrial = None,
+    no_defaults: Annotated[bool, typer.Option("--no-defaults", help="Do not propose the space's defaults "
+                                              "first.")] = False,
+    warm_start: Annotated[str | None, typer.Option("--warm-start", metavar="STUDY", help="Propose this study's "
+                                                   "Pareto front first (same store, same space; another task or "
+                                                   "model).")] = None,
 ) -> None:
     """Create a study and run it until the budget is spent, showing the front as it grows."""
     from autopeft.engine.checks import check_ray_cluster, check_run_options, check_storage, check_study
     from autopeft.engine.study import create_study, run_study
+    from autopeft.engine.warm_start import with_warm_start
     from autopeft.store import Lease, Store
     from autopeft.train.resources import check_device, check_threads
 
@@ -154,7 +160,9 @@ def study_run(
     threads, device = check_threads(threads), check_device(device)
     check_storage(storage)
     checked = check_study(space, trial, name=name, strategy=strategy, seed=seed, objectives=names, eta=eta,
-                          budget=budget)
+                          budget=budget, defaults=not no_defaults)
+    if warm_start is not None:  # the other study is in this store, which must then exist
+        checked = with_warm_start(_warm_start_store(storage), warm_start, checked)
     shown = check_ray_cluster(run, storage) if run.executor == "ray" else run.workers
     store = Store(storage)
     lease = Lease.for_this_process()
@@ -170,12 +178,27 @@ def study_run(
     _exit_if_interrupted(summary)
 
 
+def _warm_start_store(storage: str) -> Store:
+    """The store that holds the study `--warm-start` names: a missing one is that option's error."""
+    from autopeft.engine.warm_start import OPTION
+    from autopeft.store import StoreError
+
+    try:
+        return open_store(storage)
+    except StoreError as err:
+        raise ConfigError(str(err), field=OPTION) from None
+
+
 def _print_plan(checked: CheckedStudy) -> None:
-    """The rung ladder and how long proposals stay random, with a warning where the budget falls short."""
-    from autopeft.engine.announce import recipe_plan
+    """The rung ladder, how long proposals stay random (with a warning where the budget falls short) and the
+    seeds proposed first."""
+    from autopeft.engine.announce import recipe_plan, seeds_line
 
     plan = recipe_plan(checked.recipe, checked.strategy, eta=checked.eta, budget=checked.budget)
-    for line in plan.lines():
+    lines = plan.lines()
+    first = seeds_line(checked.seeds, checked.counter.feasible)
+    lines[2:2] = [first] if first else []  # after the ladder and the proposals, before any warning
+    for line in lines:
         warning = line.startswith("warning")
         err_console.print(line, markup=False, highlight=False, soft_wrap=True, style="yellow" if warning else "")
 
@@ -331,7 +354,7 @@ def study_show(
     store = open_store(storage)
     _require(store, name)
     view = load_study(store, name, detail=False)  # the trials as the dashboard's table has them, in one read
-    rows = trial_rows(view, wanted)
+    rows = _with_origins(view, trial_rows(view, wanted))
     if fmt == "csv":
         typer.echo(csv_text(trial_columns(view), rows), nl=False)
         return
@@ -342,6 +365,15 @@ def study_show(
     console.print(_details_table(name, details))
     console.print(front_table(view.front, limit=None))
     console.print(_trials_table(view, rows, every=every, filtered=wanted is not None))
+
+
+def _with_origins(view: StudyView, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with `origin`: the seed its trial was (a space default, a warm start's), None for the search's."""
+    from autopeft.engine.warm_start import seed_origins, trial_origin
+
+    origins = seed_origins(view.definition)
+    configs = {t.number: t.config for t in view.trials}
+    return [{**row, "origin": trial_origin(origins, configs[row["number"]])} for row in rows]
 
 
 def parse_statuses(values: list[str] | None) -> set[TrialStatus] | None:
@@ -406,10 +438,12 @@ def _details_table(name: str, details: dict[str, Any]) -> Table:
 def _trials_table(view: StudyView, rows: list[dict[str, Any]], *, every: bool, filtered: bool) -> Table:
     """The trials at the fidelity each reached: the latest few, compact, or all with workers, times, errors."""
     names = [o.name for o in view.definition.objectives]
+    shown = rows if every else rows[-COMPACT_TRIALS:]
     columns = ["number", "status", "fidelity", *names, "share_pct", "plan"]
+    if any(row["origin"] for row in shown):  # seeds among the trials shown: say which
+        columns.append("origin")
     if every:
         columns += ["worker", "started", "finished", "error"]
-    shown = rows if every else rows[-COMPACT_TRIALS:]
     which = "trials" + (" (filtered by --status)" if filtered else "")
     caption = (f"the latest {len(shown)} of {len(rows)} {which}; --trials lists them all" if len(shown) < len(rows)
                else f"{len(rows)} {which}")

@@ -101,11 +101,13 @@ def trial_show(
 
 def trial_details(view: StudyView, trial: TrialView) -> dict[str, Any]:
     """What `trial show --json` prints: the trial as stored, its results with objectives and metrics apart,
-    and its jobs (attempts)."""
+    its jobs (attempts), and its origin: the seed it was (a space default, a warm start's), else None."""
     from autopeft.dashboard.rows import attempt_rows, plan_line
+    from autopeft.engine.warm_start import seed_origins, trial_origin
 
+    origin = trial_origin(seed_origins(view.definition), trial.config)
     return {"study": view.name, "number": trial.number, "status": trial.status.value, "on_front": trial.on_front,
-            "fidelity": trial.fidelity, "max_fidelity": view.max_fidelity,
+            "origin": origin, "fidelity": trial.fidelity, "max_fidelity": view.max_fidelity,
             "unit": view.definition.recipe["fidelity"].get("unit", "steps"), "bracket": trial.bracket,
             "worker": trial.worker, "error": trial.error, "created": trial.created_at, "started": trial.started_at,
             "finished": trial.finished_at, "seconds": _seconds(trial.started_at, trial.finished_at),
@@ -124,6 +126,8 @@ def _trial_tables(view: StudyView, trial: TrialView) -> list[Table]:
     reached = "-" if trial.fidelity is None else f"{trial.fidelity:,}"
     summary.add_row("status", trial.status.value + (" (on the front)" if trial.on_front else ""))
     summary.add_row("fidelity", f"{reached} of {view.max_fidelity:,} {details['unit']}")
+    if details["origin"] is not None:
+        summary.add_row("origin", f"{details['origin']} (proposed first, before the search's own)")
     for key in ("bracket", "worker", "created", "started", "finished", "seconds", "error"):
         if details[key] is not None:
             summary.add_row(key, cell_text(details[key]))

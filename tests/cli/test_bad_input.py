@@ -10,7 +10,8 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli import app
+from autopeft.engine.loop import Budget
+from autopeft.engine.study import new_study, run_study
+from autopeft.engine.task import TrialOutcome, TrialTask
+from autopeft.engine.worker import run_trial
+from autopeft.store import Store
 from tests.cli import one_line_error
 from tests.cli.test_study import TINY_SPACE
 from tests.conftest import TINY_PLAN, tiny_recipe_dict
@@ -57,6 +63,9 @@ def _layers(**params: Any) -> dict[str, Any]:
 
 
 LORA_PLAN = [{"method": "lora", "r": "$rank", "roles": ["query", "value"], "when": {"method": ["lora"]}}]
+#: The space of the store's finished study `done` (and of `idle`, which has no trial).
+DONE_SPACE = {**TINY_SPACE, "layers": {"method": {"choices": ["lora"]}, "rank": {"choices": [2]}},
+              "plan": [{"method": "lora", "r": "$rank", "roles": ["query", "value"]}]}
 RUN = ("study", "run", "--space", "{space.yaml}", "--trial", "{recipe.yaml}", "--storage", "{store}",
        "--executor", "inprocess", "--budget", "1")
 RUN_FILES = ("study", "run", "--space", "{space.yaml}", "--trial", "{files.yaml}", "--storage", "{store}",
@@ -258,6 +267,19 @@ def _cases(model_dir: Path) -> dict[str, Case]:
                                              ("space.yaml", "layers.rank"),
                                              {"space.yaml": _space(layers=_layers(rank={"choices": [0]}),
                                                                    plan=LORA_PLAN)}),
+        # -- --warm-start: another study of this store and space, with a front to offer --------------------------
+        "run warm-start unknown study": Case((*RUN, "--warm-start", "nope"),
+                                             ("--warm-start", "no study 'nope'", "studies: done, idle")),
+        "run warm-start other space": Case((*RUN, "--warm-start", "done"),
+                                           ("--warm-start", "study 'done' searched another space", "space.yaml")),
+        "run warm-start no full-fidelity trial": Case((*RUN, "--warm-start", "idle"),
+                                                      ("--warm-start", "'idle' has no trial complete at full "
+                                                       "fidelity"), {"space.yaml": DONE_SPACE}),
+        "run warm-start no store": Case((*RUN[:7], "sqlite:///{none.db}", *RUN[8:], "--warm-start", "done"),
+                                        ("--warm-start", "no store at")),
+        "resume warm-start": Case(("study", "resume", "done", "--storage", "{store}", "--warm-start", "done"),
+                                  ("No such option", "--warm-start")),
+        "run no-defaults with a value": Case((*RUN, "--no-defaults=yes"), ("--no-defaults",)),
         # -- study resume / list / show / delete ---------------------------------------------------------------
         "resume unknown study": Case(("study", "resume", "nope", "--storage", "{store}"), ("no study 'nope'", "done")),
         "resume budget 0": Case(("study", "resume", "done", "--storage", "{store}", "--budget", "0"),
@@ -406,20 +428,26 @@ def _cases(model_dir: Path) -> dict[str, Case]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
-    """A finished one-trial study `done` and its export, made once: cases copy the store and the bundle."""
+    """A finished one-trial study `done` with its trial on the front, its export, and a study `idle` that never
+    ran, made once: cases copy the store and the bundle."""
     folder = tmp_path_factory.mktemp("bad-input-base")
     (folder / "recipe.yaml").write_text(yaml.safe_dump(_recipe(tiny_model_dir)), encoding="utf-8")
-    space = {**TINY_SPACE, "layers": {"method": {"choices": ["lora"]}, "rank": {"choices": [2]}},
-             "plan": [{"method": "lora", "r": "$rank", "roles": ["query", "value"]}]}
-    (folder / "space.yaml").write_text(yaml.safe_dump(space), encoding="utf-8")
+    (folder / "space.yaml").write_text(yaml.safe_dump(DONE_SPACE), encoding="utf-8")
     store = f"sqlite:///{folder / 'studies.db'}"
-    result = runner.invoke(app, ["study", "run", "--space", str(folder / "space.yaml"), "--trial",
-                                 str(folder / "recipe.yaml"), "--name", "done", "--storage", store, "--strategy",
-                                 "random", "--budget", "1", "--executor", "inprocess", "-q"])
-    assert result.exit_code == 0, result.output
+    with closing(Store(store)) as opened:
+        new_study(opened, folder / "space.yaml", folder / "recipe.yaml", name="done", strategy="random")
+        # Trained for real, scored above chance (which the tiny model is not), so that it is on the front.
+        run_study(opened, "done", budget=Budget(trials=1), executor="inprocess", runner=_above_chance)
+        new_study(opened, folder / "space.yaml", folder / "recipe.yaml", name="idle", strategy="random")  # never run
     result = runner.invoke(app, ["export", "done", "--out", str(folder / "exported"), "--storage", store])
     assert result.exit_code == 0, result.output
     return {"store": folder / "studies.db", "bundle": folder / "exported" / "autopeft.yaml"}
+
+
+def _above_chance(task: TrialTask) -> TrialOutcome:
+    """The real trial, with a score above the task's chance."""
+    outcome = run_trial(task)
+    return replace(outcome, objectives={**outcome.objectives, "score": 0.9})
 
 
 @pytest.fixture
