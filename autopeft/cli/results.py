@@ -99,7 +99,7 @@ def pareto(
     """Show a study's Pareto front: score against trainable parameters, best score first; a trial that was one
     of the seeds the study proposed first (the space's defaults, a warm start's front) says which."""
     from autopeft.engine.definition import StudyDefinition
-    from autopeft.engine.front import study_front
+    from autopeft.engine.front import empty_front_reason, study_front
     from autopeft.engine.warm_start import seed_origins
 
     store = open_store(storage)
@@ -115,11 +115,11 @@ def pareto(
         writer.writerows(rows)
         typer.echo(buffer.getvalue(), nl=False)
     elif not rows:
-        console.print(f"study {name}: no trial has completed at full fidelity yet, so the front is empty")
+        console.print(f"study {name}: {empty_front_reason(front)}, so the front is empty")
     else:
         console.print(_table(name, front, rows, everything))
     if not rows and fmt is not Format.table:
-        err_console.print(f"study {name}: no trial has completed at full fidelity yet")
+        err_console.print(f"study {name}: {empty_front_reason(front)}")
 
 
 # -- export --------------------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ def _body(name: str) -> None:
     if not view.front.completed:
         st.error(f"study {name}: no trial has completed at full fidelity yet, so there is no front to show "
                  "(this page refreshes by itself while the study runs)")
+    elif not view.front.entries:
+        from autopeft.engine.front import empty_front_reason
+
+        st.warning(f"study {name}: {empty_front_reason(view.front)}")
     _front(view)
     _picker(view)
     _history(view)

@@ -40,6 +40,16 @@ class Front:
     hypervolume: float | None
 
 
+def empty_front_reason(front: Front) -> str:
+    """Why ``front`` has no entries, in words a user can act on (for `pareto`, `export` and the dashboard)."""
+    if not front.completed:
+        return "no trial has completed at full fidelity yet"
+    score = next((o for o in front.objectives if o.name == SCORE), None)
+    floor = f" ({score.reference:.4g}, what always predicting the most common label scores)" if score else ""
+    return (f"none of its {len(front.completed)} full-fidelity trial(s) scores above chance{floor}; "
+            "`pareto --all` lists them, `export --trial N` exports one")
+
+
 def compute_front(objectives: tuple[Objective, ...], completed: list[FrontEntry]) -> Front:
     """Non-dominated entries among ``completed`` (all objectives), best score first, with their hypervolume."""
     if not completed:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autopeft.engine.definition import SCORE, TRAINABLE_PARAMS
-from autopeft.engine.front import Front, FrontEntry
+from autopeft.engine.front import Front, FrontEntry, empty_front_reason
 from autopeft.errors import AutopeftError, ConfigError
 from autopeft.store import TrialRecord, TrialStatus
 
@@ -91,7 +91,7 @@ def select(front: Front, rule: Rule, *, study: str = "the study", trials: Sequen
             raise SelectionError(f"peft cannot load trial {entry.number} of {study}: {reasons[0]}")
         return entry
     if not front.entries:
-        raise SelectionError(f"{study} has no trial completed at full fidelity yet")
+        raise SelectionError(f"{study}: {empty_front_reason(front)}")
     entries = _loadable(front, study, peft_check) if rule.peft_only and peft_check else list(front.entries)
     which = "that peft can load " if rule.peft_only else ""
     if rule.max_params_pct is not None:

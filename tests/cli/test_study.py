@@ -186,9 +186,14 @@ def test_a_single_objective_study_runs_the_same_way(files: tuple[Path, Path, str
     assert [o["name"] for o in store.get_study("one").objectives] == ["score"]
     results = store.results("one")
     assert results and all(set(r.objectives) == {"score"} for r in results)
-    front = json.loads(_run("pareto", "one", "--storage", url, "--format", "json")[1])
+    code, out, err = _run("pareto", "one", "--storage", url, "--format", "json")
+    front = json.loads(out)
     best = max(r.objectives["score"] for r in store.results("one", fidelity=6))
-    assert front and {row["score"] for row in front} == {best}  # one objective: the front is the best (ties kept)
+    chance = store.get_study("one").objectives[0]["reference"]
+    if best > chance:
+        assert front and {row["score"] for row in front} == {best}  # one objective: the front is the best (ties kept)
+    else:  # the tiny model learnt nothing: no trial beats always predicting the most common label
+        assert front == [] and "scores above chance" in err
 
 
 def test_export_after_a_pooled_study_carries_the_trained_weights(files: tuple[Path, Path, str]) -> None:
@@ -201,10 +206,13 @@ def test_export_after_a_pooled_study_carries_the_trained_weights(files: tuple[Pa
                         "--storage", url, "--strategy", "random", "--budget", "1", "--workers", "1")
     assert code == 0, err
     out = space.parent / "best"
-    code, stdout, err = _run("export", "w", "--out", str(out), "--storage", url)
+    code, _, err = _run("export", "w", "--out", str(out), "--storage", url)
+    if code != 0:  # the tiny model scored no better than chance: export says so and how to export one anyway
+        assert "scores above chance" in err and "--trial N" in err, err
+        code, _, err = _run("export", "w", "--trial", "0", "--out", str(out), "--storage", url)
     assert code == 0, err
     assert (out / "peft" / "adapter_config.json").is_file()
-    assert (out / "peft" / "adapter_model.safetensors").is_file(), stdout
+    assert (out / "peft" / "adapter_model.safetensors").is_file()
 
 
 def test_study_run_warns_when_every_proposal_would_be_random(files: tuple[Path, Path, str]) -> None:
