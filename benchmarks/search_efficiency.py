@@ -84,7 +84,11 @@ OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
 PEERS = ("optuna-gp", "optuna-tpe", "optuna-nsga2", "syne-moasha", "random-search")
 # Weaker settings, for checking that the peers above are the stronger ones (not run by default).
-VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat")
+VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf")
+#: Our strategies with a sampler option, measured before it becomes a default: name -> (strategy, options).
+OUR_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mobo-hyperband-mf": ("mobo-hyperband", {"multi_fidelity": True}),  # one GP over every rung
+}
 QUICK_METHODS = ("random", "hyperband", "optuna-tpe", "syne-moasha", "random-search")
 GRID_POINTS = 121
 
@@ -263,15 +267,16 @@ class Tracker:
 
 # -- ours ---------------------------------------------------------------------------------------------
 
-def run_ours(problem: Problem, strategy: str, seed: int, budget: float) -> dict[str, Any]:
+def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[str, Any]:
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.executors import InProcessExecutor
     from autopeft.engine.loop import Budget, StudyLoop
-    from autopeft.engine.strategy import make_sampler_for, make_scheduler
+    from autopeft.engine.strategy import StrategyOptions, make_sampler_for, make_scheduler
     from autopeft.engine.task import TrialOutcome, TrialTask
     from autopeft.status import TrialStatus
     from autopeft.store import Store
 
+    strategy, sampler_options = OUR_VARIANTS.get(method, (method, {}))
     counter = getattr(problem, "counter", None)
     tracker = Tracker(problem, budget)
     reached: dict[int, int] = {}
@@ -292,6 +297,7 @@ def run_ours(problem: Problem, strategy: str, seed: int, budget: float) -> dict[
                            strategy=strategy, seed=seed)
         sampler = make_sampler_for(strategy, problem.dims, problem.objectives, seed=seed,
                                    seeds=problem.defaults if OURS_USE_DEFAULTS else (),
+                                   options=StrategyOptions(sampler=sampler_options),
                                    feasible=counter.feasible if counter is not None else problem.feasible,
                                    known={"trainable_params": counter.count if counter is not None
                                           else problem.params})
@@ -476,7 +482,7 @@ def unavailable(method: str) -> str | None:
 
 
 def run_method(problem: Problem, method: str, seed: int, budget: float) -> dict[str, Any]:
-    if method in OURS:
+    if method in OURS or method in OUR_VARIANTS:
         return run_ours(problem, method, seed, budget)
     if method.startswith("optuna-"):
         return run_optuna(problem, method, seed, budget)
@@ -532,7 +538,7 @@ def summarise(problem: Problem, budget: float, runs: dict[str, list[dict[str, An
         q1, med, q3 = quartiles(finals)
         curves = np.array([[hv_at(r["events"], c) for c in grid] for r in seeds])
         methods[name] = {
-            "kind": "ours" if name in OURS else "peer",
+            "kind": "ours" if name in OURS or name in OUR_VARIANTS else "peer",
             "setting": SETTINGS.get(name, "autopeft strategy through the study loop"),
             "final_hv_median": med, "final_hv_q25": q1, "final_hv_q75": q3,
             "final_hv_per_seed": finals,

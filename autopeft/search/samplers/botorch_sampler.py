@@ -33,17 +33,26 @@ from autopeft.search.samplers.base import Feasible, KnownObjective, Sampler
 from autopeft.search.samplers.common import derive_seed, front, seen_keys, with_pending
 from autopeft.search.samplers.pool import candidate_pool
 from autopeft.search.samplers.random import RandomSampler
-from autopeft.space.encoding import SpaceEncoder
+from autopeft.space.encoding import SpaceEncoder, config_key
 from autopeft.space.params import Param
 
 logger = logging.getLogger(__name__)
 
 
+def _fidelity_feature(fidelity: int | None, target: int | None) -> float:
+    """A fidelity as a GP input in (0, 1]: its log over the target's (1 at the fidelity proposals are for)."""
+    if not fidelity or not target or target <= 1:
+        return 1.0
+    return max(0.0, math.log(fidelity)) / math.log(target)
+
+
 class _KnownValues:
     """Known objectives of encoded rows (scaled, maximisation convention), cached by the row's bytes."""
 
-    def __init__(self, encoder: SpaceEncoder, fns: Sequence[KnownObjective], signs: Sequence[float]) -> None:
+    def __init__(self, encoder: SpaceEncoder, fns: Sequence[KnownObjective], signs: Sequence[float],
+                 width: int | None = None) -> None:
         self.encoder = encoder
+        self.width = width  # the encoding's columns; a multi-fidelity row has one more (the fidelity)
         self.fns = list(fns)
         self.signs = np.asarray(signs, dtype=np.float64)
         self.scales = np.ones(len(self.fns), dtype=np.float64)
@@ -65,6 +74,8 @@ class _KnownValues:
         import torch
 
         flat = X.detach().reshape(-1, X.shape[-1]).cpu().numpy()
+        if self.width is not None:
+            flat = flat[:, :self.width]
         values = np.array([self.raw(row) for row in flat]).reshape(len(flat), len(self.fns))
         scaled = values * self.signs / self.scales
         return torch.as_tensor(scaled, dtype=X.dtype, device=X.device).reshape(*X.shape[:-1], len(self.fns))
@@ -78,8 +89,12 @@ class MOBOSampler(Sampler):
     def __init__(self, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int = 0,
                  feasible: Feasible | None = None, known: Mapping[str, KnownObjective] | None = None,
                  min_points: int = 8, pool_size: int = 512, num_mutations: int = 256,
-                 mc_samples: int = 64, fit_maxiter: int = 50) -> None:
+                 mc_samples: int = 64, fit_maxiter: int = 50, multi_fidelity: bool = False) -> None:
         super().__init__(dims, objectives, seed=seed, feasible=feasible, known=known)
+        #: Fit one GP on every rung's results with the fidelity as an input, and propose for the highest
+        #: fidelity reached, so low-rung results guide proposals as soon as there are ``min_points`` of them
+        #: in all (and a promoted trial's whole curve informs the model), not per rung.
+        self.multi_fidelity = multi_fidelity
         self.encoder = SpaceEncoder(self.dims)
         self.min_points = max(2, int(min_points))
         self.pool_size = pool_size
@@ -93,8 +108,13 @@ class MOBOSampler(Sampler):
     def propose(self, n: int, history: History) -> list[Config]:
         if n <= 0:
             return []
-        fidelity, points = history.highest_fidelity(self.min_points)
-        points = [o for o in points if self._usable(o)]
+        if self.multi_fidelity:
+            latest = {(o.trial, o.fidelity): o for o in history.observations}  # a re-report replaces the first
+            points = [o for o in latest.values() if self._usable(o)]
+            fidelity = max((o.fidelity for o in points), default=None)
+        else:
+            fidelity, points = history.highest_fidelity(self.min_points)
+            points = [o for o in points if self._usable(o)]
         if len(points) < self.min_points:
             logger.info("mobo: %d usable results (< min_points=%d); proposing at random", len(points),
                         self.min_points)
@@ -127,20 +147,32 @@ class MOBOSampler(Sampler):
 
         start = time.perf_counter()
         rng = np.random.default_rng(derive_seed(self.seed, history.num_trials, 2))
-        parents = [o.config for o in front(points, self.objectives)]
+        top = [o for o in points if o.fidelity == fidelity]
+        parents = [o.config for o in front(top if len(top) >= 2 else points, self.objectives)]
         pool = candidate_pool(self.encoder, parents, rng, num_random=self.pool_size,
                               num_mutations=self.num_mutations, feasible=self.feasible,
                               exclude=seen_keys(history))
         if not pool:
             return []
         known = self._known_values(points, pool, history.pending)
-        train_X = torch.as_tensor(self.encoder.encode_many(o.config for o in points), dtype=torch.double)
+
+        def encode(configs: Sequence[Mapping[str, Any]], fidelities: Sequence[int] | None = None) -> Any:
+            """Encoded rows; with a multi-fidelity model, plus the fidelity (default: the target) as a column."""
+            rows = self.encoder.encode_many(configs)
+            if self.multi_fidelity:
+                at = [fidelity] * len(rows) if fidelities is None else list(fidelities)
+                rows = np.column_stack([rows, [_fidelity_feature(f, fidelity) for f in at]])
+            return torch.as_tensor(rows, dtype=torch.double)
+
+        train_X = encode([o.config for o in points], [o.fidelity for o in points])
         model, ref = self._model(train_X, points, known)
+        # The configurations measured so far, as the model predicts them at the target fidelity.
+        baseline = encode(list({config_key(o.config): o.config for o in points}.values()))
         fitted = time.perf_counter()
-        pool_X = torch.as_tensor(self.encoder.encode_many(pool), dtype=torch.double)
+        pool_X = encode(pool)
         pending = [c for c in history.pending if self.encoder.is_valid(c)]
-        X_pending = torch.as_tensor(self.encoder.encode_many(pending), dtype=torch.double) if pending else None
-        acq = self._acquisition(model, ref, train_X, X_pending, derive_seed(self.seed, history.num_trials, 4))
+        X_pending = encode(pending) if pending else None
+        acq = self._acquisition(model, ref, baseline, X_pending, derive_seed(self.seed, history.num_trials, 4))
         q = min(n, len(pool))
         candidates, _ = optimize_acqf_discrete(acq, q=q, choices=pool_X, unique=True)
         index = {row.tobytes(): i for i, row in enumerate(pool_X.numpy())}
@@ -166,7 +198,8 @@ class MOBOSampler(Sampler):
     def _known_values(self, points: Sequence[Observation], pool: Sequence[Config],
                       pending: Sequence[Mapping[str, Any]]) -> _KnownValues:
         known = _KnownValues(self.encoder, [self.known[o.name] for o in self.known_objectives],
-                             [self._sign(o) for o in self.known_objectives])
+                             [self._sign(o) for o in self.known_objectives],
+                             width=self.encoder.dim if self.multi_fidelity else None)
         configs = [*(o.config for o in points), *pool, *(c for c in pending if self.encoder.is_valid(c))]
         raw = np.array([known.add(c) for c in configs]).reshape(len(configs), len(self.known_objectives))
         known.scales = np.array([self._scale(o.reference, raw[:, j]) for j, o in enumerate(self.known_objectives)])

@@ -207,6 +207,26 @@ def test_results_at_several_fidelities_use_the_highest_reached() -> None:
         assert len(batch) == 3 and all(feasible(c) for c in batch)
 
 
+def test_multi_fidelity_mobo_models_every_rung_together() -> None:
+    """Four results at a low rung and two at a high one: no rung has min_points (6), so plain MOBO waits
+    (random proposals); the multi-fidelity model fits all six, the fidelity as an input, and proposes."""
+    configs = RandomSampler(DIMS, OBJECTIVES, seed=123, feasible=feasible).propose(6, History())
+    observations = tuple(Observation(i, c, 1 if i < 4 else 3, evaluate(c)) for i, c in enumerate(configs))
+    history = History(observations, (), len(configs))
+    random_batch = _sampler("random").propose(3, history)
+    assert _sampler("mobo").propose(3, history) == random_batch
+    batch = _sampler("mobo", multi_fidelity=True).propose(3, history)
+    assert batch != random_batch and len({config_key(c) for c in batch}) == 3
+    assert not {config_key(c) for c in batch} & {config_key(c) for c in configs}
+    for config in batch:
+        _assert_valid(config)
+    # With a known cost and a constant score, only the cost separates configurations: it still goes cheap.
+    flat = History(tuple(Observation(o.trial, o.config, o.fidelity, {"score": 0.5, "trainable_params":
+                                                                     cost(o.config)}) for o in observations),
+                   (), len(configs))
+    cheap = _sampler("mobo", multi_fidelity=True).propose(2, flat)
+    assert cost(cheap[0]) < min(cost(c) for c in configs)
+
 def test_unknown_sampler_names_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="random, tpe, nsga2, mobo") as info:
         make_sampler("cmaes", DIMS, OBJECTIVES)
