@@ -104,6 +104,8 @@ def _print_summary(summary: StudySummary, storage: str) -> None:
         console.print(f"resume with: autopeft study resume {summary.name}{option}", highlight=False)
     elif summary.front.entries:
         console.print(f"next: autopeft export {summary.name} --out exported/{option}", highlight=False)
+    elif summary.front.completed:  # every full-fidelity trial at chance: look at them before exporting one
+        console.print(f"next: autopeft pareto {summary.name} --all{option}", highlight=False)
     else:
         return
     if note:

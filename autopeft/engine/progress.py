@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from autopeft.engine.front import Front
+from autopeft.engine.front import Front, empty_front_reason
 
 FRONT_ROWS = 8
 
@@ -50,7 +50,7 @@ def front_table(front: Front, *, limit: int | None = FRONT_ROWS, title: str | No
     """The front as a table: trial, every objective, share of the model, and the plan in one line."""
     from autopeft.space.plan_text import plan_text
 
-    caption = "no trial has reached full fidelity yet" if not front.entries else (
+    caption = empty_front_reason(front) if not front.entries else (
         f"hypervolume {front.hypervolume:.4g} · {len(front.entries)} on the front of {len(front.completed)} "
         "full-fidelity trials")
     table = Table(title=title, caption=caption, title_justify="left")
