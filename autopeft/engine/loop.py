@@ -149,7 +149,9 @@ class StudyLoop:
 
     # -- what samplers see ---------------------------------------------------------------------------
     def _history(self) -> History:
-        pending = tuple(r.suggestion.config for r in self._running.values())
+        # In flight: running, and the lost or interrupted jobs waiting to run again (a resumed study's first
+        # proposals must not repeat them: the space's defaults are proposed by value, not drawn).
+        pending = (*(r.suggestion.config for r in self._running.values()), *(s.config for s in self._retry))
         return History(tuple(self._mirror.observations), pending, len(self._trials), tuple(self._mirror.failed))
 
     # -- the loop ------------------------------------------------------------------------------------
