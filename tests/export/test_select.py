@@ -62,7 +62,7 @@ def test_one_rule_at_most() -> None:
 
 def test_empty_front_says_so() -> None:
     empty = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE), [])
-    with pytest.raises(SelectionError, match="no trial completed at full fidelity"):
+    with pytest.raises(SelectionError, match="no trial has completed at full fidelity yet"):
         select(empty, Rule())
 
 
