@@ -130,3 +130,11 @@ def test_a_trial_no_better_than_chance_is_not_on_the_front() -> None:
     assert len(at_chance.completed) == 3
     from_zero = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE), entries)
     assert [e.number for e in from_zero.entries] == [2, 1, 0]
+
+
+def test_a_front_empty_because_every_trial_is_at_chance_says_so() -> None:
+    front = compute_front(make_objectives(["score", "trainable_params"], base_params=BASE, chance=0.6),
+                          [entry(0, 0.55, 100), entry(1, 0.6, 200)])
+    with pytest.raises(SelectionError, match=r"none of its 2 full-fidelity trial\(s\) scores above chance \(0\.6"):
+        select(front, Rule(), study="s")
+    assert select(front, Rule(trial=1), study="s").number == 1  # by number, it can still be exported
