@@ -61,7 +61,8 @@ class RayTestCluster:
     base: Path | None  # None: a cluster this fixture did not start
     address: str
     start_seconds: float = 0.0
-    workers: list[str] = field(default_factory=list)  # temp folders of the worker nodes started
+    workers: list[str] = field(default_factory=list)  # temp folders of the live worker nodes started here
+    started: int = 0  # worker nodes ever started: a replacement gets a new name, never a dead node's
     dashboard: str | None = None  # http://HOST:PORT of the head's dashboard (Ray Jobs), where started here
     client: str | None = None  # ray://HOST:PORT of the head's Ray Client server, where started here
 
@@ -91,7 +92,8 @@ class RayTestCluster:
     def add_workers(self, count: int) -> list[str]:
         """Start ``count`` worker nodes (1 CPU, 1 GPU each) at once; returns their temp folders."""
         assert self.base is not None
-        names = [f"w{len(self.workers) + i + 1}" for i in range(count)]
+        names = [f"w{self.started + i + 1}" for i in range(count)]
+        self.started += count
         started = [self._ray("--address", self.address, "--num-cpus", "1", "--num-gpus", "1",
                              *self._node_args(self.base / name), cache=self.base / name / "runs-cache")
                    for name in names]
