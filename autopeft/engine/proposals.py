@@ -25,6 +25,7 @@ from typing import Any
 
 from autopeft.search.history import History
 from autopeft.search.samplers.base import Sampler
+from autopeft.search.samplers.common import seen_keys
 from autopeft.space.encoding import config_key
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,7 @@ class ProposalQueue:
             raise job.error
         # A configuration handed out while the model ran (a seed given by the cheap fallback, say) is not
         # proposed twice: the background proposal's history was taken before it.
-        now = self._current()
-        seen = {config_key(c) for c in (*now.pending, *now.failed)} | {config_key(o.config) for o in now.observations}
+        seen = seen_keys(self._current())
         fresh = [c for c in job.result if config_key(c) not in seen]
         self.queued.extend(fresh)
 

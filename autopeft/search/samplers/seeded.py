@@ -13,6 +13,7 @@ from typing import Any
 
 from autopeft.search.history import Config, History
 from autopeft.search.samplers.base import Sampler
+from autopeft.search.samplers.common import seen_keys, with_pending
 from autopeft.space.encoding import config_key
 
 
@@ -32,8 +33,7 @@ class SeededSampler(Sampler):
 
     def waiting(self, history: History) -> list[Config]:
         """The seeds not yet in ``history``, in order."""
-        seen = {config_key(o.config) for o in history.observations}
-        seen |= {config_key(c) for c in (*history.pending, *history.failed)}
+        seen = seen_keys(history)
         return [dict(s) for s in self.seeds if config_key(s) not in seen and self.feasible(s)]
 
     def propose(self, n: int, history: History) -> list[Config]:
@@ -47,6 +47,4 @@ class SeededSampler(Sampler):
         if len(first) >= n:
             return first
         # The wrapped sampler sees the seeds handed out now as in flight, so it proposes none of them again.
-        seeded = History(history.observations, (*history.pending, *first), history.num_trials + len(first),
-                         history.failed)
-        return first + list(rest(n - len(first), seeded))
+        return first + list(rest(n - len(first), with_pending(history, first)))
