@@ -42,7 +42,7 @@ run() {  # run NAME COMMAND...: run it, remember whether it passed
 }
 run ruff "$venv/bin/ruff" check autopeft tests benchmarks examples scripts
 run mypy "$venv/bin/mypy" --cache-dir "$tmp/mypy_cache"
-run pytest "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs "$@"
+run pytest "$venv/bin/python" -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider -rfEs "$@"
 
 echo "== summary"
 printf '  %s\n' "${status[@]}"

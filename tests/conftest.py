@@ -14,6 +14,11 @@ from tests.store_fixtures import store_url  # noqa: F401 - a fixture shared by s
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # pytest-xdist hands its workers COLUMNS=80 (the controller's size, even on a pipe); the CLI takes a COLUMNS
+    # as the user's choice of width, so tables would wrap at 80 as they never do off a terminal.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 SHARED_GLUE = Path(os.environ.get("AUTOPEFT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/glue"))
 
@@ -146,3 +151,12 @@ def peft_role_regex(model_type: str, roles: list[str]) -> str:
     slots = ARCHITECTURES[model_type].roles
     paths = sorted({re.escape(slots[Role(r)].path) for r in roles})
     return rf".*\.\d+\.({'|'.join(paths)})"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (the README's test command) every test of the Ray cluster runs on one
+    worker, so the session's single test cluster is started once and never competes with a second one."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "ray_cluster" in names or "[ray]" in item.nodeid or "cluster_scale" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("ray"))
