@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from autopeft.errors import ConfigError
-from autopeft.search.pareto import Objective, TieBreak
+from autopeft.search.pareto import Objective, TieBreak, reference_point, to_minimization
 from autopeft.search.rungs import (
     bracket_distribution,
     current_rung,
@@ -30,6 +31,8 @@ from autopeft.search.scheduler import (
 )
 from autopeft.status import TrialStatus
 
+_log = logging.getLogger(__name__)
+
 #: A stored trial's status as the scheduler keeps it: complete and failed never run again; in flight runs again.
 #: Pruned is paused: this scheduler never prunes, so a pruned trial is one that was paused at a rung when an
 #: earlier run's budget ran out (the loop marks those pruned), and a larger budget may still promote it.
@@ -50,6 +53,14 @@ class MultiObjectiveHyperband(Scheduler):
 
     A failed trial (`on_trial_error`, or a NaN objective) is never promoted; its earlier results stay
     in their rungs' populations, since they were measured, so the slot it held is not handed on.
+
+    A rung that cannot tell configurations apart is skipped by new trials: once it holds
+    ``uninformative_after`` results (over all brackets) and none of them beats the reference point in
+    every objective (a score at chance adds no hypervolume), new trials are drawn only from the brackets
+    that start above it, with the same relative weights. Too little training for any configuration to
+    learn (a new task at 512 examples) is then spent once, not in every bracket that starts there. Trials
+    already in those brackets follow the promotion rule as before, and a later result above chance at the
+    rung brings its brackets back. ``None`` turns this off.
     """
 
     def __init__(
@@ -65,8 +76,11 @@ class MultiObjectiveHyperband(Scheduler):
         max_trials: int | None = None,
         bracket_assignment: str = "hyperband",
         seed: int | None = None,
+        uninformative_after: int | None = 4,
     ) -> None:
         validate_fidelities(min_fidelity, max_fidelity, eta)
+        if uninformative_after is not None and uninformative_after < 1:
+            raise ConfigError(f"must be at least 1 or None, got {uninformative_after}", field="uninformative_after")
         if bracket_assignment not in ("hyperband", "round_robin"):
             raise ConfigError(
                 f"must be 'hyperband' or 'round_robin', got {bracket_assignment!r}", field="bracket_assignment"
@@ -76,6 +90,9 @@ class MultiObjectiveHyperband(Scheduler):
         self.eta = eta
         self.levels = rung_levels(min_fidelity, max_fidelity, eta)
         self.bracket_assignment = bracket_assignment
+        self.uninformative_after = uninformative_after
+        self._reference = reference_point(self.objectives)
+        self._first_open = 0  # the lowest open bracket at the last draw, to log when it moves
         self._book = TrialBook(propose, max_trials)
         self._rng = np.random.default_rng(seed)
         self._probs = bracket_distribution(self.num_brackets, eta)
@@ -95,12 +112,39 @@ class MultiObjectiveHyperband(Scheduler):
         return self.levels[-1]
 
     def _next_bracket(self) -> int:
-        """The bracket of the next new trial."""
+        """The bracket of the next new trial, among those that start above every uninformative rung."""
         if self.num_brackets == 1:
             return 0
+        first = self.first_open_bracket()
+        if first != self._first_open:
+            _log.info("new trials start at rung %d (%d) and above: %s", first, self.levels[first],
+                      f"rung {first - 1} holds no result better than chance" if first else "a rung beats chance again")
+            self._first_open = first
         if self.bracket_assignment == "round_robin":
-            return len(self._book.trials) % self.num_brackets
-        return int(self._rng.choice(self.num_brackets, p=self._probs))
+            return first + len(self._book.trials) % (self.num_brackets - first)
+        probs = np.array(self._probs)
+        probs[:first] = 0.0
+        # One draw per new trial whichever brackets are open, so a restore replays the same random stream.
+        return int(self._rng.choice(self.num_brackets, p=probs / probs.sum()))
+
+    def first_open_bracket(self) -> int:
+        """The lowest bracket new trials may start in: above the highest rung below the top that is uninformative."""
+        first = 0
+        for rung in range(self.num_brackets - 1):
+            if self.is_uninformative(rung):
+                first = rung + 1
+        return first
+
+    def is_uninformative(self, rung: int) -> bool:
+        """Whether ``rung`` holds ``uninformative_after`` results or more and none beats the reference everywhere."""
+        if self.uninformative_after is None:
+            return False
+        results = [r for (_, level), table in self._rungs.items() if level == rung for r in table.values()]
+        if len(results) < self.uninformative_after:
+            return False
+        raw = np.array([[r[o.name] for o in self.objectives] for r in results], dtype=np.float64)
+        points = to_minimization(raw, [o.direction for o in self.objectives])
+        return not bool(np.any(np.all(points < self._reference, axis=1)))
 
     def rung_results(self, rung: int, bracket: int = 0) -> dict[int, dict[str, float]]:
         """A copy of the results recorded at ``rung`` of ``bracket``, by trial id, in order of arrival."""

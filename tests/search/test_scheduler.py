@@ -431,3 +431,74 @@ def test_a_result_at_chance_is_not_promoted_for_being_small() -> None:
                              Objective("trainable_params", Direction.MINIMIZE, reference=1e6)])
     assert 0 in at_zero.top(2, results)  # measured from 0, the smallest is on the front and goes first
 
+
+
+# --- a rung at chance is skipped by new trials ----------------------------------------------------------------
+
+AT_CHANCE = [Objective("score", Direction.MAXIMIZE, reference=0.5), PARAMS]
+
+
+def _report(scheduler: MultiObjectiveHyperband, s: Suggestion, score: float) -> None:
+    scheduler.on_trial_result(s.trial_id, s.fidelity, {"score": score, "params": 1e3 * (s.trial_id + 1)})
+
+
+def test_a_rung_where_every_score_is_at_chance_gets_no_new_trials() -> None:
+    """Round robin starts trials in brackets 0, 1, 2, 3, ...; four results at chance on rung 0 close bracket 0
+    (new trials then start in 1, 2, 3 only), and a later result above chance there opens it again."""
+    scheduler = hyperband(0, objectives=AT_CHANCE, bracket_assignment="round_robin", max_trials=200)
+    started = [scheduler.suggest() for _ in range(16)]
+    assert [s.bracket for s in started if s is not None] == [0, 1, 2, 3] * 4
+    rung0 = [s for s in started if s is not None and s.bracket == 0]
+    for s in rung0[:3]:
+        _report(scheduler, s, 0.5)
+    assert not scheduler.is_uninformative(0) and scheduler.first_open_bracket() == 0  # 3 results: too few to say
+    _report(scheduler, rung0[3], 0.49)
+    assert scheduler.is_uninformative(0) and scheduler.first_open_bracket() == 1
+    new = [s for s in iter(scheduler.suggest, None)][:30]
+    assert [s.bracket for s in new if s.kind is SuggestionKind.START] and all(
+        s.bracket >= 1 for s in new if s.kind is SuggestionKind.START)
+    # A bracket-1 trial at chance too: rung 1 closes, so new trials start in brackets 2 and 3.
+    ones = [s for s in started if s is not None and s.bracket == 1]
+    for s in ones:
+        _report(scheduler, s, 0.5)
+    assert scheduler.first_open_bracket() == 2
+    # Rung 2 at chance as well: the top bracket (full fidelity) is never closed.
+    twos = [s for s in started if s is not None and s.bracket == 2]
+    for s in twos:
+        _report(scheduler, s, 0.5)
+    assert scheduler.is_uninformative(2) and scheduler.first_open_bracket() == 3
+
+
+def test_a_result_above_chance_reopens_the_rung_and_none_turns_it_off() -> None:
+    scheduler = hyperband(0, objectives=AT_CHANCE, bracket_assignment="round_robin", max_trials=200)
+    started = [s for s in (scheduler.suggest() for _ in range(20)) if s is not None and s.bracket == 0]
+    for s in started[:4]:
+        _report(scheduler, s, 0.5)
+    assert scheduler.first_open_bracket() == 1
+    _report(scheduler, started[4], 0.61)
+    assert scheduler.first_open_bracket() == 0
+    off = hyperband(0, objectives=AT_CHANCE, bracket_assignment="round_robin", max_trials=200,
+                    uninformative_after=None)
+    for s in [s for s in (off.suggest() for _ in range(20)) if s is not None and s.bracket == 0]:
+        _report(off, s, 0.5)
+    assert off.first_open_bracket() == 0 and not off.is_uninformative(0)
+    with pytest.raises(ConfigError, match="uninformative_after"):
+        hyperband(0, uninformative_after=0)
+
+
+def test_closing_a_rung_keeps_the_weights_of_the_open_brackets() -> None:
+    """Drawn brackets: with rung 0 closed, brackets 1-3 in Hyperband's proportions, renormalised."""
+    scheduler = hyperband(5, objectives=AT_CHANCE, max_trials=3000)
+    zero = []
+    while len(zero) < 4:
+        s = scheduler.suggest()
+        assert s is not None
+        if s.bracket == 0:
+            zero.append(s)
+    for s in zero:
+        _report(scheduler, s, 0.5)
+    brackets = [s.bracket for s in iter(scheduler.suggest, None) if s.kind is SuggestionKind.START]
+    freq = np.bincount(brackets, minlength=4) / len(brackets)
+    expected = np.array(bracket_distribution(4, 3))
+    expected[0] = 0.0
+    assert freq == pytest.approx(expected / expected.sum(), abs=0.04)

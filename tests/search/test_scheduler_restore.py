@@ -17,6 +17,7 @@ from autopeft.search import (
     Suggestion,
     SuggestionKind,
 )
+from autopeft.search.pareto import Direction, Objective
 from autopeft.status import TrialStatus
 from tests.search.test_scheduler import MAX_F, TWO, synthetic
 
@@ -126,3 +127,27 @@ def test_full_fidelity_restore_reruns_only_unfinished_trials() -> None:
     assert [(s.trial_id, s.kind, s.fidelity) for s in resubmit] == [(running.trial_id, SuggestionKind.START, MAX_F)]
     nxt = restored.suggest()
     assert nxt is not None and nxt.trial_id == 5 and nxt.config == CONFIGS[5]
+
+
+def test_a_restored_hyperband_keeps_a_rung_at_chance_closed_and_draws_as_the_original() -> None:
+    """Scores at fidelity 1 never beat the reference 0.6 here, so rung 0 closes after four results; drawn
+    brackets (not round robin) after a restore are the original's, with bracket 0 still closed."""
+    objectives = [Objective("score", Direction.MAXIMIZE, reference=0.6), TWO[1]]
+
+    def make(start: int) -> MultiObjectiveHyperband:
+        return MultiObjectiveHyperband(propose=from_list(start), objectives=objectives, min_fidelity=1,
+                                       max_fidelity=MAX_F, eta=3, seed=4)
+
+    original = Recorder(make(0))
+    for _ in range(40):
+        original.step()
+    assert original.scheduler.first_open_bracket() == 1  # type: ignore[attr-defined]
+    restored = make(len(original.configs))
+    assert restored.restore(original.stored()) == []
+    assert restored.first_open_bracket() == 1
+    twin = Recorder(restored)
+    for _ in range(30):
+        a, b = original.step(), twin.step()
+        assert a is not None and b is not None
+        assert (a.trial_id, a.kind, a.bracket, a.fidelity) == (b.trial_id, b.kind, b.bracket, b.fidelity)
+        assert a.kind is SuggestionKind.RESUME or a.bracket >= 1
