@@ -49,7 +49,7 @@ configurations of its list in the table (building it says how many there are).
 
 Full run:  python benchmarks/search_efficiency.py               (budget 30, 10 seeds, every method)
            [--jobs 2: seeds in parallel processes; timings then share the CPU]
-CI smoke:  python benchmarks/search_efficiency.py --quick       (budget 3, 1 seed, a few methods; seconds)
+CI smoke:  python benchmarks/search_efficiency.py --quick       (budget 6, 1 seed, a few methods; seconds)
 Outputs:   benchmarks/results/search_efficiency.json (and _quick), search_efficiency_<problem>.png
 """
 
@@ -304,7 +304,8 @@ def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[st
 
         def factory(propose: Any) -> Any:
             return make_scheduler(strategy, propose, problem.objectives, min_fidelity=problem.min_fidelity,
-                                  max_fidelity=problem.max_fidelity, seed=seed)
+                                  max_fidelity=problem.max_fidelity, seed=seed,
+                                  seeds=problem.defaults if OURS_USE_DEFAULTS else ())
 
         loop = StudyLoop(store=store, name="b", definition=definition, scheduler_factory=factory, sampler=sampler,
                          executor=InProcessExecutor(), runner=runner, compile_config=lambda c: None,
@@ -680,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global OURS_USE_DEFAULTS
     OURS_USE_DEFAULTS = not args.no_defaults
-    budget = args.budget or (3.0 if args.quick else 30.0)
+    budget = args.budget or (6.0 if args.quick else 30.0)  # quick: the 4 defaults at full fidelity, and 2 more
     seeds = args.seeds or (1 if args.quick else 10)
     names = args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else OURS + PEERS)
     for name in names:

@@ -64,11 +64,13 @@ def make_sampler_for(strategy: str, dims: Mapping[str, Param], objectives: tuple
 
 
 def make_scheduler(strategy: str, propose: Propose, objectives: tuple[Objective, ...], *, min_fidelity: int,
-                   max_fidelity: int, seed: int, options: StrategyOptions = StrategyOptions()) -> Scheduler:
+                   max_fidelity: int, seed: int, options: StrategyOptions = StrategyOptions(),
+                   seeds: Sequence[Mapping[str, Any]] = ()) -> Scheduler:
+    """The strategy's scheduler; under Hyperband the ``seeds`` (proposed first) train straight to full fidelity."""
     _, multi_fidelity = STRATEGIES[check_strategy(strategy)]
     if multi_fidelity and min_fidelity < max_fidelity:
         return MultiObjectiveHyperband(propose=propose, objectives=objectives, min_fidelity=min_fidelity,
                                        max_fidelity=max_fidelity, eta=options.eta, tie_break=options.tie_break,
-                                       seed=seed)
+                                       seed=seed, full_fidelity_configs=seeds)
     return FullFidelity(propose=propose, objectives=objectives, max_fidelity=max_fidelity)
 

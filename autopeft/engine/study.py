@@ -132,12 +132,13 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
     seed = int(record.seed or 0)
     strategy = StrategyOptions(eta=float(options.get("eta", 3.0)))
     known: dict[str, Any] = {TRAINABLE_PARAMS: counter.count} if definition.objective(TRAINABLE_PARAMS) else {}
+    seeds = seed_configs(definition)
     sampler = make_sampler_for(record.strategy, dims, definition.objectives, seed=seed, feasible=counter.feasible,
-                               known=known, options=strategy, seeds=seed_configs(definition))
+                               known=known, options=strategy, seeds=seeds)
 
     def scheduler_factory(propose: Any) -> Any:
         return make_scheduler(record.strategy, propose, definition.objectives, min_fidelity=definition.min_fidelity,
-                              max_fidelity=definition.max_fidelity, seed=seed, options=strategy)
+                              max_fidelity=definition.max_fidelity, seed=seed, options=strategy, seeds=seeds)
 
     def compile_config(config: Any) -> dict[str, Any]:
         return space.compile(config, counter.num_layers).model_dump(mode="json", exclude_none=True)

@@ -29,6 +29,7 @@ from autopeft.search.scheduler import (
     TrialEntry,
     clean_objectives,
 )
+from autopeft.space.encoding import config_key
 from autopeft.status import TrialStatus
 
 _log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class MultiObjectiveHyperband(Scheduler):
     learn (a new task at 512 examples) is then spent once, not in every bracket that starts there. Trials
     already in those brackets follow the promotion rule as before, and a later result above chance at the
     rung brings its brackets back. ``None`` turns this off.
+
+    ``full_fidelity_configs`` (the study's seeds: the space's defaults, a warm start's front) start in the top
+    bracket whenever they are proposed: they are there to be compared with what the search finds, which
+    needs their full-fidelity score, and a default left paused at a low rung would never get one.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class MultiObjectiveHyperband(Scheduler):
         bracket_assignment: str = "hyperband",
         seed: int | None = None,
         uninformative_after: int | None = 4,
+        full_fidelity_configs: Sequence[Mapping[str, object]] = (),
     ) -> None:
         validate_fidelities(min_fidelity, max_fidelity, eta)
         if uninformative_after is not None and uninformative_after < 1:
@@ -93,6 +99,7 @@ class MultiObjectiveHyperband(Scheduler):
         self.uninformative_after = uninformative_after
         self._reference = reference_point(self.objectives)
         self._first_open = 0  # the lowest open bracket at the last draw, to log when it moves
+        self._straight_to_full = {config_key(c) for c in full_fidelity_configs}
         self._book = TrialBook(propose, max_trials)
         self._rng = np.random.default_rng(seed)
         self._probs = bracket_distribution(self.num_brackets, eta)
@@ -190,7 +197,9 @@ class MultiObjectiveHyperband(Scheduler):
         config = self._book.new_config()
         if config is None:
             return None
-        bracket = self._next_bracket()
+        bracket = self._next_bracket()  # drawn for every new trial, so the random stream is the same either way
+        if config_key(config) in self._straight_to_full:
+            bracket = self.num_brackets - 1
         tid = len(self._book.trials)
         self._book.trials[tid] = TrialEntry(config=config, bracket=bracket, target=self.levels[bracket])
         return Suggestion(SuggestionKind.START, tid, dict(config), self.levels[bracket], bracket, bracket)

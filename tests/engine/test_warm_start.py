@@ -171,3 +171,24 @@ def test_the_seeds_line_counts_what_will_be_proposed() -> None:
     assert seeds_line((("LoRA", lora), ("head", head)), lambda c: c["m"] == "none") == \
         "first: 1 of the space's defaults (1 more default breaks the space's constraints on this model: skipped)"
     assert seeds_line((("warm start: a b #3", lora),), lambda c: False) == "first: 1 from the front of a b"
+
+
+def test_under_hyperband_the_seeds_train_straight_to_full_fidelity(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A Hyperband study (fidelity 2 to 8, eta 2): the defaults start in the top bracket and reach fidelity 8,
+    so `pareto` can compare them, while the other trials start across the brackets."""
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, fmin=2, fmax=8)),
+                                          encoding="utf-8")
+    _space(tmp_path, "space.yaml", SPACE)
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    checked = check_study(tmp_path / "space.yaml", tmp_path / "recipe.yaml", name="hb", strategy="hyperband", seed=3,
+                          eta=2.0)
+    create_study(store, checked)
+    run_study(store, "hb", budget=Budget(trials=6), executor="inprocess", runner=fake_runner, runs_dir=tmp_path / "r")
+    trials = store.trials("hb")
+    seeds = {config_key(c) for c in seed_configs(StudyDefinition.from_record(store.get_study("hb")))}
+    assert len(seeds) == 3
+    seeded = [t for t in trials if config_key(t.config) in seeds]
+    assert [t.number for t in seeded] == [0, 1, 2]
+    reached = {r.trial_id: r.fidelity for r in store.results("hb")}
+    assert all(t.bracket == 2 and reached[t.id] == 8 for t in seeded)
+    assert {t.bracket for t in trials if t.number > 2} - {2}  # the others start lower too

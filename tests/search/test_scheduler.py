@@ -502,3 +502,27 @@ def test_closing_a_rung_keeps_the_weights_of_the_open_brackets() -> None:
     expected = np.array(bracket_distribution(4, 3))
     expected[0] = 0.0
     assert freq == pytest.approx(expected / expected.sum(), abs=0.04)
+
+
+def test_the_seeds_start_at_full_fidelity_and_the_others_keep_their_draws() -> None:
+    """Configurations named in ``full_fidelity_configs`` start in the top bracket; every other trial gets the
+    bracket it gets without them (one draw per new trial either way)."""
+    configs = [{"x": i / 40, "y": 0.5} for i in range(40)]
+    seeds = [configs[0], configs[7]]
+
+    def make(**kw: Any) -> MultiObjectiveHyperband:
+        remaining = list(configs)
+
+        def propose(n: int) -> list[dict[str, Any]]:
+            out, remaining[:] = remaining[:n], remaining[n:]
+            return out
+
+        return hyperband(3, propose=propose, max_trials=40, **kw)
+
+    plain = [(s.config["x"], s.bracket) for s in iter(make().suggest, None)]
+    seeded = [(s.config["x"], s.bracket, s.fidelity) for s in iter(make(full_fidelity_configs=seeds).suggest, None)]
+    top = len(rung_levels(1, MAX_F, 3)) - 1
+    assert [(x, b) for x, b, _ in seeded if x in (0.0, 7 / 40)] == [(0.0, top), (7 / 40, top)]
+    assert all(f == MAX_F for x, _, f in seeded if x in (0.0, 7 / 40))
+    assert [(x, b) for x, b, _ in seeded if x not in (0.0, 7 / 40)] == [
+        (x, b) for x, b in plain if x not in (0.0, 7 / 40)]
