@@ -99,13 +99,17 @@ def test_a_study_on_every_shipped_space_runs(store_url: str, space_path: Path, t
 
     store = Store(store_url)
     name, _ = new_study(store, space_path, DEMO, name="run", strategy="hyperband", seed=1)
-    summary = run_study(store, name, budget=Budget(trials=2.0), executor="inprocess", runner=runner,
+    defaults = [config for _, config in written.default_configs(NUM_LAYERS)]
+    # The defaults train straight to full fidelity under Hyperband; one full trial's budget more for the search.
+    summary = run_study(store, name, budget=Budget(trials=len(defaults) + 1.0), executor="inprocess", runner=runner,
                         runs_dir=tmp_path / "runs")
     trials = store.trials(name)
     assert summary.status is StudyStatus.COMPLETE
-    assert seen and len(trials) >= 3
-    defaults = [config for _, config in written.default_configs(NUM_LAYERS)]
+    assert seen and len(trials) >= len(defaults) + 1
     assert [t.config for t in trials[:len(defaults)]] == defaults  # the space's defaults were proposed first
+    max_f = int(store.get_study(name).recipe["spec"]["fidelity"]["max"])
+    assert all(t.bracket == max(x.bracket or 0 for x in trials) for t in trials[:len(defaults)])
+    assert {r.trial_id for r in store.results(name) if r.fidelity == max_f} >= {t.id for t in trials[:len(defaults)]}
     assert [t.error for t in trials if t.status is TrialStatus.FAILED] == []
     assert store.latest_pareto_snapshot(name) is not None
     store.close()
