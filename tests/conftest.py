@@ -160,3 +160,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = getattr(item, "fixturenames", ())
         if "ray_cluster" in names or "[ray]" in item.nodeid or "cluster_scale" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a CLI process a test stops with Ctrl-C (SIGINT). A shell runs a background job with SIGINT
+    ignored, and a child inherits that, so a suite started with `&` (or under nohup in CI scripts) would send
+    Ctrl-C to a process that never sees it; a user's terminal has SIGINT at its default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -18,7 +18,7 @@ from autopeft.store import Store, StudyStatus, TrialStatus
 from autopeft.train.resources import default_threads
 from tests.cli.test_results import build_study
 from tests.cli.test_study import TINY_SPACE
-from tests.conftest import TINY_PLAN, tiny_recipe_dict
+from tests.conftest import TINY_PLAN, default_sigint, tiny_recipe_dict
 
 runner = CliRunner()
 
@@ -154,7 +154,7 @@ def test_ctrl_c_on_a_running_study_exits_130(tmp_path: Path, tiny_model_dir: Pat
     url = f"sqlite:///{tmp_path / 's.db'}"
     driver = subprocess.Popen([sys.executable, "-m", "autopeft.cli", "study", "run", "--space", str(space), "--trial",
                                str(recipe), "--name", "i", "--storage", url, "--strategy", "random", "--budget", "2",
-                               "-q"], cwd=tmp_path, start_new_session=True,
+                               "-q"], cwd=tmp_path, start_new_session=True, preexec_fn=default_sigint,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180

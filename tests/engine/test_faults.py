@@ -26,6 +26,7 @@ from autopeft.engine.loop import Budget, StudyLoop, budget_spent
 from autopeft.engine.strategy import make_scheduler
 from autopeft.status import AttemptOutcome, TrialStatus
 from autopeft.store import Store, StudyStatus
+from tests.conftest import default_sigint
 from tests.engine.faulty import WithOptions, dying_runner, hanging_runner, nan_runner, silent_once_runner
 from tests.engine.synthetic import DIMS, MAX_F, UniformSampler
 from tests.engine.test_loop import OBJECTIVES, _study
@@ -110,7 +111,7 @@ def test_a_nan_objective_fails_only_its_trial(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "autopeft.cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_sigint)
 
 
 def _worker_pids(store: Store, name: str) -> set[int]:
