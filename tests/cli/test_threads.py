@@ -173,7 +173,8 @@ def test_ctrl_c_on_a_running_study_exits_130(tmp_path: Path, tiny_model_dir: Pat
 
 
 def _running_attempt(url: str) -> bool:
-    store = Store(url)
+    # Read-only, as a watcher is: a writable Store would create the schema itself, racing the driver's own.
+    store = Store(url, read_only=True)
     try:
         return any(a.worker for a in store.attempts("i"))
     except Exception:  # the study row is not written yet
