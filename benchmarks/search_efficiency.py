@@ -295,8 +295,8 @@ def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[st
                                      objectives=problem.objectives, recipe_dir=".")
         store.create_study("b", objectives=definition.objectives_json(), recipe=definition.recipe_json(),
                            strategy=strategy, seed=seed)
-        sampler = make_sampler_for(strategy, problem.dims, problem.objectives, seed=seed,
-                                   seeds=problem.defaults if OURS_USE_DEFAULTS else (),
+        seeds = problem.defaults if OURS_USE_DEFAULTS else ()
+        sampler = make_sampler_for(strategy, problem.dims, problem.objectives, seed=seed, seeds=seeds,
                                    options=StrategyOptions(sampler=sampler_options),
                                    feasible=counter.feasible if counter is not None else problem.feasible,
                                    known={"trainable_params": counter.count if counter is not None
@@ -304,8 +304,7 @@ def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[st
 
         def factory(propose: Any) -> Any:
             return make_scheduler(strategy, propose, problem.objectives, min_fidelity=problem.min_fidelity,
-                                  max_fidelity=problem.max_fidelity, seed=seed,
-                                  seeds=problem.defaults if OURS_USE_DEFAULTS else ())
+                                  max_fidelity=problem.max_fidelity, seed=seed, seeds=seeds)
 
         loop = StudyLoop(store=store, name="b", definition=definition, scheduler_factory=factory, sampler=sampler,
                          executor=InProcessExecutor(), runner=runner, compile_config=lambda c: None,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from autopeft.errors import ConfigError
-from autopeft.search.pareto import Objective, TieBreak, reference_point, to_minimization
+from autopeft.search.pareto import Objective, TieBreak
 from autopeft.search.rungs import (
     bracket_distribution,
     current_rung,
@@ -97,7 +97,7 @@ class MultiObjectiveHyperband(Scheduler):
         self.levels = rung_levels(min_fidelity, max_fidelity, eta)
         self.bracket_assignment = bracket_assignment
         self.uninformative_after = uninformative_after
-        self._reference = reference_point(self.objectives)
+        self._chance_check = ParetoRanking(objectives)  # which results beat the reference (`is_uninformative`)
         self._first_open = 0  # the lowest open bracket at the last draw, to log when it moves
         self._straight_to_full = {config_key(c) for c in full_fidelity_configs}
         self._book = TrialBook(propose, max_trials)
@@ -149,9 +149,7 @@ class MultiObjectiveHyperband(Scheduler):
         results = [r for (_, level), table in self._rungs.items() if level == rung for r in table.values()]
         if len(results) < self.uninformative_after:
             return False
-        raw = np.array([[r[o.name] for o in self.objectives] for r in results], dtype=np.float64)
-        points = to_minimization(raw, [o.direction for o in self.objectives])
-        return not bool(np.any(np.all(points < self._reference, axis=1)))
+        return not bool(np.any(self._chance_check.adds_hypervolume(results)))
 
     def rung_results(self, rung: int, bracket: int = 0) -> dict[int, dict[str, float]]:
         """A copy of the results recorded at ``rung`` of ``bracket``, by trial id, in order of arrival."""

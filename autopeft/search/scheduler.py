@@ -107,6 +107,13 @@ class ParetoRanking:
         raw = np.array([[r[o.name] for o in self.objectives] for r in results], dtype=np.float64)
         return to_minimization(raw.reshape(len(results), len(self.objectives)), [o.direction for o in self.objectives])
 
+    def adds_hypervolume(self, results: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Per result, whether it beats the reference point in every objective: the only ones that add hypervolume."""
+        return self._beats_reference(self.points(results))
+
+    def _beats_reference(self, points: np.ndarray) -> np.ndarray:
+        return np.all(points < self._reference, axis=1)
+
     def top(self, k: int, results: Sequence[Mapping[str, float]]) -> list[int]:
         """Indices of the ``k`` results `rank_for_promotion` picks, best first.
 
@@ -117,7 +124,7 @@ class ParetoRanking:
         if k <= 0 or not results:
             return []
         points = self.points(results)
-        useful = np.all(points < self._reference, axis=1)
+        useful = self._beats_reference(points)
         order: list[int] = []
         for group in (np.flatnonzero(useful), np.flatnonzero(~useful)):
             if len(group) and len(order) < k:
