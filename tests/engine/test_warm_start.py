@@ -173,13 +173,14 @@ def test_the_seeds_line_counts_what_will_be_proposed() -> None:
     assert seeds_line((("warm start: a b #3", lora),), lambda c: False) == "first: 1 from the front of a b"
 
 
-def test_under_hyperband_the_seeds_train_straight_to_full_fidelity(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_under_hyperband_the_seeds_train_straight_to_full_fidelity(store_url: str, tmp_path: Path,
+                                                                   tiny_model_dir: Path) -> None:
     """A Hyperband study (fidelity 2 to 8, eta 2): the defaults start in the top bracket and reach fidelity 8,
     so `pareto` can compare them, while the other trials start across the brackets."""
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, fmin=2, fmax=8)),
                                           encoding="utf-8")
     _space(tmp_path, "space.yaml", SPACE)
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store = Store(store_url)
     checked = check_study(tmp_path / "space.yaml", tmp_path / "recipe.yaml", name="hb", strategy="hyperband", seed=3,
                           eta=2.0)
     create_study(store, checked)
