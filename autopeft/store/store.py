@@ -242,9 +242,12 @@ class Store:
             if not set(Base.metadata.tables) <= set(inspect(self._engine).get_table_names()):
                 from autopeft.store.migrations import stamp_head  # Alembic only when creating a schema
 
-                with self._engine.begin() as connection:
-                    Base.metadata.create_all(connection)
-                    stamp_head(connection)
+                # A SQLite writer's transaction (BEGIN IMMEDIATE) waits out another process creating the same
+                # schema, then sees its tables; a deferred one failed at once with "database is locked".
+                with self._engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+                    if not set(Base.metadata.tables) <= set(inspect(connection).get_table_names()):
+                        Base.metadata.create_all(connection)
+                        stamp_head(connection)
         except SQLAlchemyError as exc:
             # Another process may have created the tables between our check and our CREATE.
             try:

@@ -19,3 +19,18 @@ def create_trials(url: str, study: str, count: int, barrier: Any, queue: Any) ->
         raise
     finally:
         store.close()
+
+
+def create_study_on_a_new_store(url: str, study: str, barrier: Any, queue: Any) -> None:
+    """Wait for every worker, then open a store whose schema nobody has created yet and write a study."""
+    from autopeft.store import Store
+
+    barrier.wait(timeout=30)
+    store = Store(url)
+    try:
+        queue.put(store.create_study(study).name)
+    except BaseException as exc:
+        queue.put(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.close()

@@ -20,7 +20,7 @@ from autopeft.store import (
     StudyStatus,
     TrialStatus,
 )
-from tests.store._workers import create_trials
+from tests.store._workers import create_study_on_a_new_store, create_trials
 
 SPACE = {"parameters": {"rank": {"type": "int", "low": 1, "high": 64}}}
 OBJECTIVES = [{"name": "accuracy", "direction": "maximize"}, {"name": "params", "direction": "minimize"}]
@@ -161,6 +161,23 @@ def test_concurrent_processes_never_duplicate_or_lose_trial_numbers(store: Store
     numbers = sorted(n for r in reports for n in r)
     assert numbers == list(range(workers * per_worker))
     assert [t.number for t in store.trials("race")] == list(range(workers * per_worker))
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_opening_a_new_store_at_once_all_write(store_url: str, attempt: int) -> None:
+    """Two `study run`s on a new `autopeft.db` in the same second: both create the schema, neither fails."""
+    workers = 4
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=create_study_on_a_new_store, args=(store_url, f"s{i}", barrier, queue))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    reports = [queue.get(timeout=90) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert sorted(reports) == [f"s{i}" for i in range(workers)], reports
+    assert sorted(s.name for s in Store(store_url, read_only=True).list_studies()) == sorted(reports)
 
 
 def test_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
