@@ -21,7 +21,7 @@ Settings (recipes `sst2.yaml`, `mrpc.yaml` next to this file):
   ``mixed`` also IA3 and a parallel adapter of size 64 in every layer), then ``--configs`` (default
   200) Sobol proposals of autopeft's `RandomSampler` over ``space.dimensions(6)`` (seed 0, feasible
   ones only), all with training seed 0; every tenth configuration of the list (~10 %) is also trained
-  with seeds 1, 2 and 3 to measure run-to-run noise.
+  with seeds 1, 2 and 3 to measure run-to-run noise, after every configuration's seed-0 run.
 
 Output: ``benchmarks/data/peft_blackbox.csv``, one row per (space, task, config id, seed, fidelity):
 the configuration (JSON), the compiled plan's exact trainable parameter count (checked against
@@ -157,12 +157,16 @@ def configurations(space_name: str, recipe: Any, n_sobol: int) -> list[tuple[str
 
 
 def runs_of(space: str, task: str, configs: list[tuple[str, dict[str, Any]]], *, noise: bool = True) -> list[Run]:
-    """Seed 0 for every configuration; seeds 1-3 right after every tenth one."""
-    runs = []
-    for i, (config_id, config) in enumerate(configs):
-        seeds = (0, *NOISE_SEEDS) if noise and i % NOISE_EVERY == 0 else (0,)
-        runs += [Run(space, task, config_id, seed, config) for seed in seeds]
-    return runs
+    """Seed 0 for every configuration first, then seeds 1-3 of every tenth one.
+
+    A table built over several short sessions should cover as many configurations as it can before it
+    measures noise: the surrogate needs the spread of configurations more than the repeats.
+    """
+    first = [Run(space, task, config_id, 0, config) for config_id, config in configs]
+    repeats = [Run(space, task, config_id, seed, config)
+               for i, (config_id, config) in enumerate(configs) if noise and i % NOISE_EVERY == 0
+               for seed in NOISE_SEEDS]
+    return first + repeats
 
 
 # -- the table -------------------------------------------------------------------------------------------
