@@ -35,13 +35,15 @@ def space_check(
 ) -> None:
     """Validate a space on the recipe's model (no weights loaded) and print its size, parameter range and
     what a study of it would do (the rung ladder, how long proposals stay random)."""
-    from autopeft.engine.announce import recipe_plan
+    from autopeft.engine.announce import proposed_seeds, recipe_plan
     from autopeft.engine.checks import checked_space
     from autopeft.train.recipe import load_recipe
 
     recipe = load_recipe(trial)
-    plan = recipe_plan(recipe, strategy, eta=eta, budget=budget)  # its options first: they need no model
+    recipe_plan(recipe, strategy, eta=eta, budget=budget)  # its options are checked first: they need no model
     loaded, counter = checked_space(space, recipe, recipe_source=str(trial))  # the checks `study run` makes
+    defaults = proposed_seeds(loaded.default_configs(counter.num_layers), counter.feasible)
+    plan = recipe_plan(recipe, strategy, eta=eta, budget=budget, seeds=len(defaults))
     report = {"model": recipe.model.name, **space_report(loaded, counter, seed=seed), "study": plan.as_json()}
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -194,9 +194,10 @@ def _warm_start_store(storage: str) -> Store:
 def _print_plan(checked: CheckedStudy) -> None:
     """The rung ladder, how long proposals stay random (with a warning where the budget falls short) and the
     seeds proposed first."""
-    from autopeft.engine.announce import recipe_plan, seeds_line
+    from autopeft.engine.announce import proposed_seeds, recipe_plan, seeds_line
 
-    plan = recipe_plan(checked.recipe, checked.strategy, eta=checked.eta, budget=checked.budget)
+    seeds = len(proposed_seeds(checked.seeds, checked.counter.feasible))
+    plan = recipe_plan(checked.recipe, checked.strategy, eta=checked.eta, budget=checked.budget, seeds=seeds)
     lines = plan.lines()
     first = seeds_line(checked.seeds, checked.counter.feasible)
     lines[2:2] = [first] if first else []  # after the ladder and the proposals, before any warning

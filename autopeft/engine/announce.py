@@ -5,7 +5,9 @@ and which configurations it proposes first (its seeds: a warm start's front, the
 A user who runs `--budget 6` with a model-based sampler that needs 8 results, or a ladder of two rungs
 whose lower one is too short to score above chance, learns it here rather than from the results. The
 expected counts assume Hyperband's bracket draw (`rungs.bracket_distribution`) and the promotion of the
-top 1/eta at each rung (`rungs.promotion_quota`, asymptotically); they are estimates, said as such.
+top 1/eta at each rung (`rungs.promotion_quota`, asymptotically), after the seeds: each costs one full trial
+and gives one result at the top rung, since under Hyperband the seeds train straight to full fidelity
+(`strategy.make_scheduler`). They are estimates, said as such.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class StudyPlan:
     model: str  # what proposes once `model_after` results are in
     model_after: int | None  # results at one fidelity before the sampler stops proposing at random (None: never)
     budget: float | None  # in full-fidelity trials (None: a time limit only)
+    seeds: int  # configurations proposed first, each trained to full fidelity
     expected_trials: float | None  # how many trials the budget buys, about
     model_budget: float | None  # the budget after which the model's first proposals are expected
     ladder_budget: float | None  # the budget after which one trial is expected to climb the whole ladder
@@ -77,8 +80,8 @@ class StudyPlan:
     def as_json(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "unit": self.unit, "eta": self.eta, "rungs": list(self.rungs),
                 "start_shares": list(self.start_shares), "model": self.model, "model_after": self.model_after,
-                "budget": self.budget, "expected_trials": self.expected_trials, "model_budget": self.model_budget,
-                "ladder_budget": self.ladder_budget, "warnings": list(self.warnings)}
+                "budget": self.budget, "seeds": self.seeds, "expected_trials": self.expected_trials,
+                "model_budget": self.model_budget, "ladder_budget": self.ladder_budget, "warnings": list(self.warnings)}
 
 
 def study_rungs(strategy: str, min_fidelity: int, max_fidelity: int, eta: float) -> tuple[int, ...]:
@@ -117,8 +120,11 @@ def per_trial(rungs: tuple[int, ...], eta: float) -> tuple[float, tuple[float, .
 
 
 def study_plan(strategy: str, min_fidelity: int, max_fidelity: int, *, eta: float = 3.0,
-               budget: float | None = None, unit: str = "steps") -> StudyPlan:
-    """The plan of a study with these options; raises `ConfigError` on an unknown strategy, a bad eta or budget."""
+               budget: float | None = None, unit: str = "steps", seeds: int = 0) -> StudyPlan:
+    """The plan of a study with these options; raises `ConfigError` on an unknown strategy, a bad eta or budget.
+
+    ``seeds``: how many configurations the study proposes first (a warm start's front, the space's defaults).
+    """
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise ConfigError(f"must be > 0 and finite, got {budget}", field="budget")
     rungs = study_rungs(strategy, min_fidelity, max_fidelity, eta)
@@ -127,14 +133,25 @@ def study_plan(strategy: str, min_fidelity: int, max_fidelity: int, *, eta: floa
     threshold = sampler_threshold(sampler)
     cost, results = per_trial(rungs, eta)
     starts = tuple(bracket_distribution(len(rungs), eta))
-    model_budget = None if threshold is None else threshold * cost / max(results)
-    ladder_budget = None if len(rungs) == 1 else eta ** (len(rungs) - 1) * cost / starts[0]
-    trials = None if budget is None else budget / cost
+    model_budget = None if threshold is None else _model_budget(threshold, seeds, cost, results)
+    ladder_budget = None if len(rungs) == 1 else seeds + eta ** (len(rungs) - 1) * cost / starts[0]
+    trials = None if budget is None else min(budget, seeds) + max(0.0, budget - seeds) / cost
     plan = StudyPlan(strategy=strategy, unit=unit, eta=eta, rungs=rungs, start_shares=starts, model=model,
-                     model_after=threshold, budget=budget, expected_trials=trials, model_budget=model_budget,
+                     model_after=threshold, budget=budget, seeds=seeds, expected_trials=trials,
+                     model_budget=model_budget,
                      ladder_budget=ladder_budget, warnings=())
     single = len(rungs) == 1 and STRATEGIES[strategy][1]
     return replace(plan, warnings=tuple(_warnings(plan, min_fidelity, one_rung=single)))
+
+
+def _model_budget(threshold: int, seeds: int, cost: float, results: tuple[float, ...]) -> float:
+    """The budget spent when some rung first holds ``threshold`` results: the seeds' (one full trial and one
+    top-rung result each), then new trials' (``cost`` each, ``results`` per rung)."""
+    if threshold <= seeds:
+        return float(threshold)
+    top = len(results) - 1
+    still = min((threshold - (seeds if k == top else 0)) / per for k, per in enumerate(results))
+    return seeds + still * cost
 
 
 def _warnings(plan: StudyPlan, min_fidelity: int, *, one_rung: bool) -> list[str]:
@@ -152,17 +169,30 @@ def _warnings(plan: StudyPlan, min_fidelity: int, *, one_rung: bool) -> list[str
                    "or more)")
     if plan.ladder_budget is not None and budget < plan.ladder_budget:
         climb = plan.eta ** (len(plan.rungs) - 1)
+        lowest = (trials - min(budget, plan.seeds)) * plan.start_shares[0]  # the seeds start at the top
         out.append(f"the budget of {budget:g} full trials is small for the ladder: about "
-                   f"{trials * plan.start_shares[0]:.0f} trials will start at {plan.rungs[0]:,} {plan.unit}, fewer "
+                   f"{lowest:.0f} trials will start at {plan.rungs[0]:,} {plan.unit}, fewer "
                    f"than the {climb:g} it takes for one to be promoted to {plan.rungs[-1]:,} (a budget of "
                    f"{plan.ladder_budget:.1f} or more)")
     return out
 
 
-def recipe_plan(recipe: TrialRecipe, strategy: str, *, eta: float = 3.0, budget: float | None = None) -> StudyPlan:
+def recipe_plan(recipe: TrialRecipe, strategy: str, *, eta: float = 3.0, budget: float | None = None,
+                seeds: int = 0) -> StudyPlan:
     """`study_plan` with the recipe's fidelity range and unit: what `study run` and `space check` print."""
     fidelity = recipe.fidelity
-    return study_plan(strategy, fidelity.min, fidelity.max, eta=eta, budget=budget, unit=fidelity.unit)
+    return study_plan(strategy, fidelity.min, fidelity.max, eta=eta, budget=budget, unit=fidelity.unit,
+                      seeds=seeds)
+
+
+def proposed_seeds(seeds: Sequence[tuple[str, Mapping[str, Any]]],
+                   feasible: Callable[[Mapping[str, Any]], bool] | None = None) -> list[tuple[str, Mapping[str, Any]]]:
+    """The seeds a study proposes: a warm start's front, and those of the space's defaults that meet the
+    space's constraints on the model (`SeededSampler` skips the others)."""
+    from autopeft.engine.warm_start import is_warm_start
+
+    return [(name, config) for name, config in seeds
+            if is_warm_start(name) or feasible is None or feasible(config)]
 
 
 def seeds_line(seeds: Sequence[tuple[str, Mapping[str, Any]]],

@@ -121,8 +121,9 @@ def test_check_json_has_the_plan_of_the_study() -> None:
                             "--strategy", "hyperband", "--eta", "9", "--budget", "6")
     assert code == 0, err
     plan = json.loads(out)["study"]
-    assert plan == study_plan("hyperband", 10, 90, eta=9, budget=6).as_json()
+    assert plan == study_plan("hyperband", 10, 90, eta=9, budget=6, seeds=4).as_json()
     assert plan["rungs"] == [10, 90] and plan["model_after"] is None
+    assert plan["seeds"] == 4  # the space's 4 defaults, each trained to full fidelity before the ladder fills
     code, out, _ = _check(ROOT / "search_spaces/quickstart.yaml", ROOT / "trials/demo.yaml", "--json",
                           "--strategy", "mobo")
     assert json.loads(out)["study"]["rungs"] == [90]

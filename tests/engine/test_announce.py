@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autopeft.engine.announce import per_trial, sampler_threshold, study_plan, study_rungs
+from autopeft.engine.executors import InProcessExecutor
+from autopeft.engine.loop import Budget, StudyLoop
+from autopeft.engine.strategy import make_scheduler
 from autopeft.errors import ConfigError
 from autopeft.search.rungs import rung_levels
 from autopeft.search.samplers import MOBOSampler, NSGA2Sampler, TPESampler
 from autopeft.store import Store
-from tests.engine.synthetic import DIMS, MAX_F
+from tests.engine.synthetic import DIMS, MAX_F, UniformSampler, synthetic_runner
 from tests.engine.test_loop import OBJECTIVES, _loop, _study
 
 
@@ -100,3 +104,40 @@ def test_the_estimates_match_what_the_real_loop_does(tmp_path: Path) -> None:
     _, per = per_trial(plan.rungs, 3)
     for rung, share in zip(plan.rungs, per, strict=True):
         assert plan.expected_trials * share == pytest.approx(counts[rung], rel=0.35)
+
+
+def test_seeds_cost_a_full_trial_each_and_count_at_the_top_rung() -> None:
+    """Under Hyperband the seeds train straight to full fidelity: the budget buys fewer trials, and the model's
+    results at one fidelity come sooner only where the top rung is the one that fills first."""
+    plain = study_plan("mobo-hyperband", 512, 4096, eta=3, budget=12)
+    seeded = study_plan("mobo-hyperband", 512, 4096, eta=3, budget=12, seeds=4)
+    cost, results = per_trial(plain.rungs, 3)
+    assert seeded.seeds == 4 and seeded.as_json()["seeds"] == 4
+    assert seeded.expected_trials == pytest.approx(4 + 8 / cost)
+    top, low = 4 / results[1], 8 / results[0]  # new trials for 4 more top results, or 8 at the lowest rung
+    assert seeded.model_budget == pytest.approx(4 + min(top, low) * cost)
+    assert seeded.ladder_budget == pytest.approx(4 + plain.ladder_budget)  # seeds do not climb
+    full = study_plan("mobo", 10, 90, budget=12, seeds=4)  # a full-fidelity study: seeds are trials like any
+    assert full.model_budget == 8 and full.expected_trials == 12
+    assert study_plan("mobo", 10, 90, seeds=9).model_budget == 8  # the 8th seed's result starts the model
+
+
+def test_the_estimates_with_seeds_match_what_the_real_loop_does(tmp_path: Path) -> None:
+    """The same check as below with 3 seeds proposed first and trained to full fidelity."""
+    from autopeft.search.samplers.seeded import SeededSampler
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    definition = _study(store, "hb")
+    seeds = [{"x": 0.2, "y": 0.6}, {"x": 0.5, "y": 0.5}, {"x": 0.8, "y": 0.4}]
+
+    def factory(propose: Any) -> Any:
+        return make_scheduler("hyperband", propose, OBJECTIVES, min_fidelity=1, max_fidelity=MAX_F, seed=0,
+                              seeds=seeds)
+
+    StudyLoop(store=store, name="hb", definition=definition, scheduler_factory=factory,
+              sampler=SeededSampler(UniformSampler(DIMS, OBJECTIVES, seed=1), seeds), executor=InProcessExecutor(),
+              runner=synthetic_runner, compile_config=lambda c: {"plan": {}, **c}, budget=Budget(trials=12)).run()
+    plan = study_plan("hyperband", 1, MAX_F, budget=12, seeds=len(seeds))
+    trained = [t for t in store.trials("hb") if t.status.value != "failed"]
+    assert plan.expected_trials == pytest.approx(len(trained), rel=0.2)
+    assert Counter(r.fidelity for r in store.results("hb"))[MAX_F] >= len(seeds)
