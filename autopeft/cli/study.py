@@ -116,7 +116,8 @@ def _print_summary(summary: StudySummary, storage: str) -> None:
 def study_run(
     space: Annotated[Path, typer.Option("--space", help="Search space YAML (search_spaces/*.yaml).")],
     trial: Annotated[Path, typer.Option("--trial", help="Trial recipe YAML (trials/*.yaml).")],
-    name: Annotated[str | None, typer.Option("--name", help="Study name (default: recipe-space-time).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Study name (default: recipe-space-time); no "
+                                             "slashes or '::'.")] = None,
     storage: Storage = DEFAULT_URL,
     strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
     budget: BudgetOpt = 10.0,

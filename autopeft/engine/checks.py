@@ -189,8 +189,11 @@ def check_study_options(*, name: str | None, strategy: str, seed: int, objective
     """The options of a new study that need no file: its name, strategy, seed, objectives and eta."""
     from autopeft.search.rungs import validate_fidelities
 
-    if name is not None and (not _NAME.fullmatch(name) or name.strip() in ("", ".", "..") or name != name.strip()):
-        raise ConfigError(f"{name!r} is not a study name; accepted: 1-255 characters, no slashes, control "
+    # `::` chains URLs in fsspec: under a URI runs folder (`s3://bucket/runs`) the name's trial folders would
+    # be read as a chain of filesystems.
+    if name is not None and (not _NAME.fullmatch(name) or name.strip() in ("", ".", "..") or name != name.strip()
+                             or "::" in name):
+        raise ConfigError(f"{name!r} is not a study name; accepted: 1-255 characters, no slashes, '::', control "
                           "characters or surrounding spaces, not . or ..", field="name")
     check_strategy(strategy)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

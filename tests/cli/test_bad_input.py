@@ -254,6 +254,7 @@ def _cases(model_dir: Path) -> dict[str, Case]:
         "run runs-dir a file": Case((*RUN, "--runs-dir", "{recipe.yaml}"), ("runs-dir", "not a folder")),
         "run name with a slash": Case((*RUN, "--name", "a/b"), ("name", "'a/b' is not a study name")),
         "run name empty": Case((*RUN, "--name", ""), ("name", "is not a study name")),
+        "run name chaining URLs": Case((*RUN, "--name", "a::b"), ("name", "'a::b' is not a study name")),
         "run name taken": Case((*RUN, "--name", "done"), ("study 'done' already exists",)),
         "run unknown option": Case((*RUN, "--bogus"), ("No such option", "--bogus")),
         "run storage backend": Case((*RUN, "--storage", "mysql://u@h/db"), ("storage", "'mysql' is not supported")),
