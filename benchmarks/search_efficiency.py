@@ -84,10 +84,12 @@ OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
 PEERS = ("optuna-gp", "optuna-tpe", "optuna-nsga2", "syne-moasha", "random-search")
 # Weaker settings, for checking that the peers above are the stronger ones (not run by default).
-VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf")
-#: Our strategies with a sampler option, measured before it becomes a default: name -> (strategy, options).
+VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf", "mobo-hyperband-hv")
+#: Our strategies with an option, measured before it becomes a default: name -> (strategy, `StrategyOptions`).
 OUR_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "mobo-hyperband-mf": ("mobo-hyperband", {"multi_fidelity": True}),  # one GP over every rung
+    "mobo-hyperband-mf": ("mobo-hyperband", {"sampler": {"multi_fidelity": True}}),  # one GP over every rung
+    # Promotion cuts a front by hypervolume contribution from the chance reference instead of crowding.
+    "mobo-hyperband-hv": ("mobo-hyperband", {"tie_break": "hypervolume"}),
 }
 QUICK_METHODS = ("random", "hyperband", "optuna-tpe", "syne-moasha", "random-search")
 GRID_POINTS = 121
@@ -229,6 +231,7 @@ class Tracker:
         self.problem, self.budget = problem, budget
         self.compute = 0.0
         self.points: list[tuple[float, float]] = []
+        self.configs: list[Mapping[str, Any]] = []  # the configuration of each of `points`
         self.events: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]
         self.jobs = 0
         self._harness = 0.0
@@ -247,6 +250,7 @@ class Tracker:
         hv = self.events[-1][1]
         if fidelity >= self.problem.max_fidelity:
             self.points.append((score, params))
+            self.configs.append(config)
             hv = self.problem.hv(self.points)
         self._harness += time.perf_counter() - started
         self.events.append((self.compute, hv, self.seconds()))
@@ -255,6 +259,19 @@ class Tracker:
     @property
     def spent(self) -> bool:
         return self.compute >= self.budget - 1e-9
+
+    def front_configs(self) -> list[dict[str, Any]]:
+        """The configurations on the full-fidelity front, each once: what a warm start seeds a study with."""
+        import numpy as np
+
+        from autopeft.search.pareto import pareto_front_mask
+        from autopeft.space.encoding import config_key
+
+        if not self.points:
+            return []
+        mask = pareto_front_mask(np.array([[-s, p] for s, p in self.points]))
+        unique = {config_key(c): dict(c) for c, on in zip(self.configs, mask, strict=True) if on}
+        return list(unique.values())
 
     def result(self) -> dict[str, Any]:
         """Events up to the budget, kept where the hypervolume changes (and the last one)."""
@@ -267,16 +284,25 @@ class Tracker:
 
 # -- ours ---------------------------------------------------------------------------------------------
 
-def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[str, Any]:
+def run_ours(problem: Problem, method: str, seed: int, budget: float, *,
+             warm: Sequence[Mapping[str, Any]] = (), keep_front: bool = False) -> dict[str, Any]:
+    """One run of our ``method`` through the study loop.
+
+    ``warm``: configurations proposed first, before the space's defaults, as `study run --warm-start` seeds
+    a study with another study's front (`benchmarks/warm_start.py`); ``keep_front``: the result carries the
+    run's front configurations (``front``) for such a seed.
+    """
     from autopeft.engine.definition import StudyDefinition
     from autopeft.engine.executors import InProcessExecutor
     from autopeft.engine.loop import Budget, StudyLoop
     from autopeft.engine.strategy import StrategyOptions, make_sampler_for, make_scheduler
     from autopeft.engine.task import TrialOutcome, TrialTask
+    from autopeft.space.encoding import config_key
     from autopeft.status import TrialStatus
     from autopeft.store import Store
 
-    strategy, sampler_options = OUR_VARIANTS.get(method, (method, {}))
+    strategy, option_values = OUR_VARIANTS.get(method, (method, {}))
+    options = StrategyOptions(**option_values)
     counter = getattr(problem, "counter", None)
     tracker = Tracker(problem, budget)
     reached: dict[int, int] = {}
@@ -295,16 +321,19 @@ def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[st
                                      objectives=problem.objectives, recipe_dir=".")
         store.create_study("b", objectives=definition.objectives_json(), recipe=definition.recipe_json(),
                            strategy=strategy, seed=seed)
-        seeds = problem.defaults if OURS_USE_DEFAULTS else ()
+        unique: dict[Any, dict[str, Any]] = {}  # a warm front may hold a default: each configuration once
+        for config in [*warm, *(problem.defaults if OURS_USE_DEFAULTS else ())]:
+            unique.setdefault(config_key(config), dict(config))
+        seeds = tuple(unique.values())
         sampler = make_sampler_for(strategy, problem.dims, problem.objectives, seed=seed, seeds=seeds,
-                                   options=StrategyOptions(sampler=sampler_options),
+                                   options=options,
                                    feasible=counter.feasible if counter is not None else problem.feasible,
                                    known={"trainable_params": counter.count if counter is not None
                                           else problem.params})
 
         def factory(propose: Any) -> Any:
             return make_scheduler(strategy, propose, problem.objectives, min_fidelity=problem.min_fidelity,
-                                  max_fidelity=problem.max_fidelity, seed=seed, seeds=seeds)
+                                  max_fidelity=problem.max_fidelity, seed=seed, options=options, seeds=seeds)
 
         loop = StudyLoop(store=store, name="b", definition=definition, scheduler_factory=factory, sampler=sampler,
                          executor=InProcessExecutor(), runner=runner, compile_config=lambda c: None,
@@ -312,6 +341,8 @@ def run_ours(problem: Problem, method: str, seed: int, budget: float) -> dict[st
         summary = loop.run()
         store.close()
     out = tracker.result()
+    if keep_front:
+        out["front"] = tracker.front_configs()
     # The loop's own count of the budget agrees with ours (checked here, so a change in how promotions
     # are charged cannot silently skew the comparison).
     if abs(summary.budget_used - tracker.compute) > 1e-6:
