@@ -6,7 +6,8 @@ promoted trial does), and scored on the dev split at every rung of the fidelity 
 one run gives its score at every fidelity. The learning-rate schedule spans the recipe's top fidelity,
 so the score at rung r is what a Hyperband trial paused at r would have reported.
 
-Settings (recipes `sst2.yaml`, `mrpc.yaml` next to this file):
+Settings (recipes `sst2.yaml`, `mrpc.yaml` next to this file; `mrpc_long.yaml`, task ``mrpc-long``, trains
+MRPC 4.8 passes, rungs 1,024 to 16,384, since at `mrpc.yaml`'s ladder it stays at the majority-class F1):
 
 - model: the packaged MiniLM-L6 (all-MiniLM-L6-v2, 6 layers); nothing is downloaded;
 - tasks: GLUE SST-2 and MRPC from ``../shared/data/glue`` (or ``$AUTOPEFT_DATA_DIR`` / ``--data-dir``);
@@ -77,7 +78,7 @@ from autopeft.errors import describe_exception  # noqa: E402
 from benchmarks.machine_info import cpu_model  # noqa: E402
 
 SPACES = {"lora": ROOT / "search_spaces/lora.yaml", "mixed": ROOT / "search_spaces/mixed.yaml"}
-TASKS = {"sst2": HERE / "sst2.yaml", "mrpc": HERE / "mrpc.yaml"}
+TASKS = {"sst2": HERE / "sst2.yaml", "mrpc": HERE / "mrpc.yaml", "mrpc-long": HERE / "mrpc_long.yaml"}
 DEFAULT_OUT = ROOT / "benchmarks/data/peft_blackbox.csv"
 ETA = 2.0
 NUM_LAYERS = 6
