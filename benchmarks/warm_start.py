@@ -75,8 +75,8 @@ def _work(args: tuple[str, str, int, float, float]) -> tuple[str, str, dict[str,
 def summarise(runs: list[dict[str, Any]], checkpoints: tuple[float, ...]) -> dict[str, Any]:
     """Per checkpoint: cold and warm hypervolume (median, quartiles) and the seeds where warm is ahead."""
     def quartiles(values: list[float]) -> dict[str, float]:
-        q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
-        return {"median": q[1], "q25": q[0], "q75": q[2]}
+        q25, median, q75 = harness.quartiles(values)
+        return {"median": median, "q25": q25, "q75": q75}
 
     rows = []
     for budget in checkpoints:
