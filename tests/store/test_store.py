@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,18 +146,24 @@ def test_store_pickles_as_its_url(store: Store) -> None:
     clone.close()
 
 
+def _race(workers: int, job: Callable[[int, Any, Any], tuple[Callable[..., None], tuple[Any, ...]]]) -> list[Any]:
+    """Start ``workers`` spawned processes, ``job(i, barrier, queue)`` each (a target and its arguments), that
+    wait for each other at the barrier and report one item each on the queue; return the reports."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=target, args=args) for target, args in (job(i, barrier, queue) for i in range(workers))]
+    for p in procs:
+        p.start()
+    reports = [queue.get(timeout=90) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return reports
+
+
 def test_concurrent_processes_never_duplicate_or_lose_trial_numbers(store: Store, store_url: str) -> None:
     store.create_study("race")
     workers, per_worker = 4, 25
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=create_trials, args=(store_url, "race", per_worker, barrier, queue))
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    reports = [queue.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    reports = _race(workers, lambda i, barrier, queue: (create_trials, (store_url, "race", per_worker, barrier, queue)))
     assert all(isinstance(r, list) for r in reports), reports
     numbers = sorted(n for r in reports for n in r)
     assert numbers == list(range(workers * per_worker))
@@ -167,15 +174,8 @@ def test_concurrent_processes_never_duplicate_or_lose_trial_numbers(store: Store
 def test_processes_opening_a_new_store_at_once_all_write(store_url: str, attempt: int) -> None:
     """Two `study run`s on a new `autopeft.db` in the same second: both create the schema, neither fails."""
     workers = 4
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=create_study_on_a_new_store, args=(store_url, f"s{i}", barrier, queue))
-             for i in range(workers)]
-    for p in procs:
-        p.start()
-    reports = [queue.get(timeout=90) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    reports = _race(workers, lambda i, barrier, queue: (create_study_on_a_new_store,
+                                                        (store_url, f"s{i}", barrier, queue)))
     assert sorted(reports) == [f"s{i}" for i in range(workers)], reports
     assert sorted(s.name for s in Store(store_url, read_only=True).list_studies()) == sorted(reports)
 
