@@ -84,12 +84,14 @@ OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
 PEERS = ("optuna-gp", "optuna-tpe", "optuna-nsga2", "syne-moasha", "random-search")
 # Weaker settings, for checking that the peers above are the stronger ones (not run by default).
-VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf", "mobo-hyperband-hv")
+VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf", "mobo-hyperband-hv", "mobo-hyperband-local")
 #: Our strategies with an option, measured before it becomes a default: name -> (strategy, `StrategyOptions`).
 OUR_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "mobo-hyperband-mf": ("mobo-hyperband", {"sampler": {"multi_fidelity": True}}),  # one GP over every rung
     # Promotion cuts a front by hypervolume contribution from the chance reference instead of crowding.
     "mobo-hyperband-hv": ("mobo-hyperband", {"tie_break": "hypervolume"}),
+    # Local search around the front: most of the acquisition's pool mutates the front (default 512 + 256).
+    "mobo-hyperband-local": ("mobo-hyperband", {"sampler": {"pool_size": 128, "num_mutations": 640}}),
 }
 QUICK_METHODS = ("random", "hyperband", "optuna-tpe", "syne-moasha", "random-search")
 GRID_POINTS = 121
