@@ -84,7 +84,8 @@ OURS = ("random", "hyperband", "tpe", "nsga2", "mobo", "mobo-hyperband")
 DEFAULT_OURS = "mobo-hyperband"
 PEERS = ("optuna-gp", "optuna-tpe", "optuna-nsga2", "syne-moasha", "random-search")
 # Weaker settings, for checking that the peers above are the stronger ones (not run by default).
-VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf", "mobo-hyperband-hv", "mobo-hyperband-local")
+VARIANTS = ("optuna-gp-flat", "optuna-nsga2-flat", "mobo-hyperband-mf", "mobo-hyperband-hv", "mobo-hyperband-local",
+            "mobo-hyperband-stopped")
 #: Our strategies with an option, measured before it becomes a default: name -> (strategy, `StrategyOptions`).
 OUR_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "mobo-hyperband-mf": ("mobo-hyperband", {"sampler": {"multi_fidelity": True}}),  # one GP over every rung
@@ -92,6 +93,8 @@ OUR_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "mobo-hyperband-hv": ("mobo-hyperband", {"tie_break": "hypervolume"}),
     # Local search around the front: most of the acquisition's pool mutates the front (default 512 + 256).
     "mobo-hyperband-local": ("mobo-hyperband", {"sampler": {"pool_size": 128, "num_mutations": 640}}),
+    # Proposals that know the scheduler: trials it stopped count at the top rung at their last score.
+    "mobo-hyperband-stopped": ("mobo-hyperband", {"sampler": {"stopped_at_last_score": True}}),
 }
 QUICK_METHODS = ("random", "hyperband", "optuna-tpe", "syne-moasha", "random-search")
 GRID_POINTS = 121

@@ -23,6 +23,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -89,12 +90,18 @@ class MOBOSampler(Sampler):
     def __init__(self, dims: Mapping[str, Param], objectives: tuple[Objective, ...], *, seed: int = 0,
                  feasible: Feasible | None = None, known: Mapping[str, KnownObjective] | None = None,
                  min_points: int = 8, pool_size: int = 512, num_mutations: int = 256,
-                 mc_samples: int = 64, fit_maxiter: int = 50, multi_fidelity: bool = False) -> None:
+                 mc_samples: int = 64, fit_maxiter: int = 50, multi_fidelity: bool = False,
+                 stopped_at_last_score: bool = False) -> None:
         super().__init__(dims, objectives, seed=seed, feasible=feasible, known=known)
         #: Fit one GP on every rung's results with the fidelity as an input, and propose for the highest
         #: fidelity reached, so low-rung results guide proposals as soon as there are ``min_points`` of them
         #: in all (and a promoted trial's whole curve informs the model), not per rung.
         self.multi_fidelity = multi_fidelity
+        #: Single-fidelity model: a trial the scheduler left below the highest fidelity reached (paused or
+        #: pruned, not running) counts there at its last score, a pessimistic value (scores grow with
+        #: training): what Hyperband stopped is information, and the model starts once results in all reach
+        #: ``min_points``. Measured on the blackbox before it may become a default.
+        self.stopped_at_last_score = stopped_at_last_score
         self.encoder = SpaceEncoder(self.dims)
         self.min_points = max(2, int(min_points))
         self.pool_size = pool_size
@@ -112,6 +119,9 @@ class MOBOSampler(Sampler):
             latest = {(o.trial, o.fidelity): o for o in history.observations}  # a re-report replaces the first
             points = [o for o in latest.values() if self._usable(o)]
             fidelity = max((o.fidelity for o in points), default=None)
+        elif self.stopped_at_last_score:
+            fidelity = max((o.fidelity for o in history.observations), default=None)
+            points = [o for o in self._with_stopped(history, fidelity) if self._usable(o)]
         else:
             fidelity, points = history.highest_fidelity(self.min_points)
             points = [o for o in points if self._usable(o)]
@@ -130,6 +140,20 @@ class MOBOSampler(Sampler):
         if len(out) < n:
             out += self._fallback.propose(n - len(out), with_pending(history, out))
         return out
+
+    @staticmethod
+    def _with_stopped(history: History, fidelity: int | None) -> list[Observation]:
+        """The results at ``fidelity``, plus every other trial not running at its last result, moved there."""
+        if fidelity is None:
+            return []
+        reached = {o.trial: o for o in history.at_fidelity(fidelity)}
+        running = {config_key(c) for c in history.pending}
+        last: dict[int, Observation] = {}
+        for obs in history.observations:  # the highest rung each trial reported (the latest report there)
+            if obs.trial not in reached and (obs.trial not in last or obs.fidelity >= last[obs.trial].fidelity):
+                last[obs.trial] = obs
+        stopped = [replace(o, fidelity=fidelity) for o in last.values() if config_key(o.config) not in running]
+        return [*reached.values(), *stopped]
 
     def cheap_propose(self, n: int, history: History) -> list[Config]:
         """Scrambled Sobol proposals (the random sampler's, stateless: safe beside a running `propose`)."""

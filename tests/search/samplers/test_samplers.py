@@ -227,6 +227,26 @@ def test_multi_fidelity_mobo_models_every_rung_together() -> None:
     cheap = _sampler("mobo", multi_fidelity=True).propose(2, flat)
     assert cost(cheap[0]) < min(cost(c) for c in configs)
 
+def test_mobo_can_count_stopped_trials_at_their_last_score() -> None:
+    """Five trials started at rung 1 (one promoted to 9, one to 3), one started at rung 3, one running: no rung
+    has min_points (6), so plain MOBO waits; with `stopped_at_last_score` the stopped trials join the top
+    rung's result at their last score (the running one does not), six in all, and the model proposes."""
+    configs = RandomSampler(DIMS, OBJECTIVES, seed=123, feasible=feasible).propose(7, History())
+
+    def seen(trial: int, fidelity: int) -> Observation:
+        return Observation(trial, configs[trial], fidelity, evaluate(configs[trial]))
+
+    observations = (*(seen(i, 1) for i in range(5)), seen(0, 3), seen(6, 3), seen(0, 9), seen(1, 3))
+    history = History(observations, (configs[5],), len(configs))
+    merged = MOBOSampler._with_stopped(history, 9)
+    assert sorted((o.trial, o.fidelity) for o in merged) == [(i, 9) for i in (0, 1, 2, 3, 4, 6)]
+    random_batch = _sampler("random").propose(3, history)
+    assert _sampler("mobo").propose(3, history) == random_batch
+    batch = _sampler("mobo", stopped_at_last_score=True).propose(3, history)
+    assert batch != random_batch and len({config_key(c) for c in batch}) == 3
+    assert not {config_key(c) for c in batch} & {config_key(c) for c in configs}
+
+
 def test_unknown_sampler_names_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="random, tpe, nsga2, mobo") as info:
         make_sampler("cmaes", DIMS, OBJECTIVES)
