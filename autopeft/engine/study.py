@@ -126,6 +126,11 @@ def _run_held(store: Store, name: str, held: DriverLease, *, budget: Budget | No
         budget = replace(budget or Budget(), trials=float(stored)) if stored else (budget or Budget())
     if budget.trials is None and budget.seconds is None:
         raise ConfigError("give a budget (--budget N full trials, or --max-time)", field="budget")
+    if budget.trials is not None and budget.trials != options.get("budget"):
+        # A resume with a new --budget keeps it: `study show`, the dashboard and the next resume read it there.
+        options["budget"] = budget.trials
+        definition = replace(definition, options=options)
+        store.set_study_recipe(name, definition.recipe_json(), lease=held.owner)
     space, recipe = definition.search_space(), definition.trial_recipe()
     counter = ParamCounter.for_recipe(recipe, space)
     dims = space.dimensions(counter.num_layers)

@@ -383,6 +383,16 @@ class Store:
             session.flush()
             return StudyRecord.from_row(row)
 
+    def set_study_recipe(self, name: str, recipe: Any, *, lease: str | None = None) -> StudyRecord:
+        """Replace the study's recipe (with the options kept in it): a resume with a new budget records it."""
+        with self._session(write=True) as session:
+            row = self._study_row(session, name, lock=True)
+            _fence(row, lease)
+            row.recipe = recipe
+            row.updated_at = utcnow()
+            session.flush()
+            return StudyRecord.from_row(row)
+
     # -- trials ----------------------------------------------------------------------------------------
 
     def create_trial(self, study: str, config: Any, plan: Any = None, *, bracket: int | None = None,

@@ -91,6 +91,11 @@ def test_a_study_runs_end_to_end_and_resumes_with_more_budget(files: tuple[Path,
     shown = json.loads(_run("study", "show", "t", "--storage", url, "--json")[1])
     assert 4.0 <= shown["budget_used"] < 5.0
     assert len(store.trials("t")) > len(trials)
+    assert shown["options"]["budget"] == 4  # the study's budget is now 4: `study show` said "4.00 of 2"
+    assert " of 4 full trials" in _run("study", "show", "t", "--storage", url)[1]
+    code, out, err = _run("study", "resume", "t", "--storage", url, "--executor", "inprocess")  # no --budget: 4
+    assert code == 0, err
+    assert json.loads(_run("study", "show", "t", "--storage", url, "--json")[1])["budget_used"] < 5.0
 
     code, out, err = _run("study", "delete", "t", "--storage", url, "--yes")
     assert code == 0, err

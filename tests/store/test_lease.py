@@ -113,6 +113,7 @@ def test_a_taken_over_driver_cannot_write_anything(store: Store, store_url: str)
         "set_trial_status": lambda: store.set_trial_status(trial.id, TrialStatus.RUNNING, lease=a.owner),
         "record_result": lambda: store.record_result(running.id, 3, SCORE, lease=a.owner),
         "set_study_status": lambda: store.set_study_status("s", StudyStatus.PAUSED, lease=a.owner),
+        "set_study_recipe": lambda: store.set_study_recipe("s", {"options": {"budget": 9}}, lease=a.owner),
         "add_pareto_snapshot": lambda: store.add_pareto_snapshot("s", [trial.id], 1.0, lease=a.owner),
         "start_attempt": lambda: store.start_attempt(trial.id, 3, lease=a.owner),
         "end_attempt": lambda: store.end_attempt(attempt.id, AttemptOutcome.REPORTED, lease=a.owner),

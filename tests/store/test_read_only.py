@@ -45,6 +45,7 @@ def _writes(ids: dict[str, int]) -> dict[str, Callable[[Store], Any]]:
         "create_study": lambda s: s.create_study("t"),
         "delete_study": lambda s: s.delete_study("s"),
         "set_study_status": lambda s: s.set_study_status("s", "paused"),
+        "set_study_recipe": lambda s: s.set_study_recipe("s", {"options": {"budget": 9}}),
         "create_trial": lambda s: s.create_trial("s", {"x": 3}),
         "set_trial_status": lambda s: s.set_trial_status(ids["running"], TrialStatus.FAILED, error="no"),
         "record_result": lambda s: s.record_result(ids["running"], 1, {"score": 0.1}),

@@ -139,6 +139,14 @@ def test_pareto_snapshots(store: Store) -> None:
         store.add_pareto_snapshot("p", [foreign], 0.1)
 
 
+def test_a_study_recipe_is_replaced_whole(store: Store) -> None:
+    """What a resume with a new --budget writes: the recipe column, options included, nothing else."""
+    created = store.create_study("r", recipe={"fidelity": {"min": 1}, "options": {"budget": 2}}, strategy="mobo")
+    updated = store.set_study_recipe("r", {"fidelity": {"min": 1}, "options": {"budget": 4}})
+    assert store.get_study("r").recipe == {"fidelity": {"min": 1}, "options": {"budget": 4}} == updated.recipe
+    assert updated.strategy == "mobo" and updated.status is created.status and updated.updated_at >= created.updated_at
+
+
 def test_store_pickles_as_its_url(store: Store) -> None:
     store.create_study("k")
     clone = pickle.loads(pickle.dumps(store))
