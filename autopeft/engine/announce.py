@@ -138,8 +138,7 @@ def study_plan(strategy: str, min_fidelity: int, max_fidelity: int, *, eta: floa
     trials = None if budget is None else min(budget, seeds) + max(0.0, budget - seeds) / cost
     plan = StudyPlan(strategy=strategy, unit=unit, eta=eta, rungs=rungs, start_shares=starts, model=model,
                      model_after=threshold, budget=budget, seeds=seeds, expected_trials=trials,
-                     model_budget=model_budget,
-                     ladder_budget=ladder_budget, warnings=())
+                     model_budget=model_budget, ladder_budget=ladder_budget, warnings=())
     single = len(rungs) == 1 and STRATEGIES[strategy][1]
     return replace(plan, warnings=tuple(_warnings(plan, min_fidelity, one_rung=single)))
 
