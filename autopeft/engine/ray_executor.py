@@ -139,6 +139,19 @@ def check_address(address: str | None) -> str | None:
 
 
 _connected_here = False  # this process called ray.init (so it may call ray.shutdown)
+#: Ray Client (``ray://``) starts a server process per client on the head; on a busy head that start can
+#: fail ("Initialization failure from server"), and Ray Client's own retries cover only the channel. So the
+#: connection is tried this many times, ``CLIENT_RETRY_SECONDS`` apart.
+CLIENT_ATTEMPTS, CLIENT_RETRY_SECONDS = 3, 5.0
+
+
+def _error_line(err: BaseException) -> str:
+    """One line for a connection error: its first line, and where that only introduces a server's traceback
+    ("Initialization failure from server:"), the traceback's last line, which names the cause."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def connect(address: str | None = None) -> ClusterInfo:
@@ -150,12 +163,20 @@ def connect(address: str | None = None) -> ClusterInfo:
         raise ConfigError(f"Ray is not installed ({err.name}); install autopeft[ray]", field="executor") from None
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
-            raise ConfigError(f"cannot connect to the Ray cluster at {where}: {first}", field="ray-address") from None
+        attempts = CLIENT_ATTEMPTS if (address or "").startswith("ray://") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                break
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                if attempt < attempts and "Initialization failure from server" in str(err):
+                    log.info("Ray Client: the head could not start this client's server (%s); retrying",
+                                _error_line(err))
+                    time.sleep(CLIENT_RETRY_SECONDS)
+                    continue
+                where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+                raise ConfigError(f"cannot connect to the Ray cluster at {where}: {_error_line(err)}",
+                                  field="ray-address") from None
         _connected_here = True
     return ClusterInfo(address, ClusterInfo.live_nodes(ray))
 

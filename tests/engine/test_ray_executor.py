@@ -626,3 +626,32 @@ def test_a_study_runs_through_ray_client(ray_cluster: RayTestCluster, tmp_path: 
                                 cwd=REPO, capture_output=True, text=True, timeout=240)
         assert driver.returncode == 0, driver.stderr[-3000:]
         _ran_on_the_cluster(url, "client")
+
+
+def test_ray_client_is_retried_when_the_head_cannot_start_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy head can fail to start a client's server; `connect` tries again, then names the server's cause."""
+    import ray
+
+    from autopeft.engine import ray_executor
+
+    calls: list[str | None] = []
+
+    def failing_init(address: str | None = None, **_: Any) -> None:
+        calls.append(address)
+        raise ConnectionAbortedError("Initialization failure from server:\nTraceback (most recent call last):\n"
+                                     "  File \"proxier.py\", line 766\n"
+                                     "RuntimeError: Starting Ray client server failed.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", failing_init)
+    monkeypatch.setattr(ray_executor, "CLIENT_RETRY_SECONDS", 0.0)
+    with pytest.raises(ConfigError) as caught:
+        ray_executor.connect("ray://127.0.0.1:10001")
+    assert calls == ["ray://127.0.0.1:10001"] * ray_executor.CLIENT_ATTEMPTS == ["ray://127.0.0.1:10001"] * 3
+    assert caught.value.field == "ray-address"
+    assert str(caught.value).endswith("cannot connect to the Ray cluster at ray://127.0.0.1:10001: Initialization "
+                                      "failure from server: RuntimeError: Starting Ray client server failed.")
+    calls.clear()
+    with pytest.raises(ConfigError):  # a GCS address is not Ray Client: no server to wait for, one try
+        ray_executor.connect("127.0.0.1:6379")
+    assert calls == ["127.0.0.1:6379"]
