@@ -201,18 +201,18 @@ def seeds_line(seeds: Sequence[tuple[str, Mapping[str, Any]]],
     on the model, which a seed must meet to be proposed (`SeededSampler`)."""
     from autopeft.engine.warm_start import is_warm_start, warm_start_study
 
-    warm = [name for name, _ in seeds if is_warm_start(name)]
-    defaults = [config for name, config in seeds if not is_warm_start(name)]
-    kept = [c for c in defaults if feasible is None or feasible(c)]
+    proposed = proposed_seeds(seeds, feasible)
+    warm = [name for name, _ in proposed if is_warm_start(name)]
+    kept = len(proposed) - len(warm)  # the defaults the constraints allow
     parts = []
     if warm:
         studies = ", ".join(dict.fromkeys(warm_start_study(name) for name in warm))
         parts.append(f"{len(warm)} from the front of {studies}")
     if kept:
-        parts.append(f"{len(kept)} of the space's defaults")
+        parts.append(f"{kept} of the space's defaults")
     if not parts:
         return None
-    skipped = len(defaults) - len(kept)
+    skipped = len(seeds) - len(proposed)
     note = (f" ({skipped} more default{'s' if skipped > 1 else ''} break{'' if skipped > 1 else 's'} the "
             "space's constraints on this model: skipped)") if skipped else ""
     return f"first: {', then '.join(parts)}{note}"

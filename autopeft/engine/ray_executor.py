@@ -171,7 +171,7 @@ def connect(address: str | None = None) -> ClusterInfo:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 if attempt < attempts and "Initialization failure from server" in str(err):
                     log.info("Ray Client: the head could not start this client's server (%s); retrying",
-                                _error_line(err))
+                             _error_line(err))
                     time.sleep(CLIENT_RETRY_SECONDS)
                     continue
                 where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
