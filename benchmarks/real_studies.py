@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine_info import cpu_model  # noqa: E402
+from benchmarks.search_efficiency import hypervolume_share  # noqa: E402
 
 #: (label, strategy, extra `study run` options)
 METHODS = (("mobo-hyperband", "mobo-hyperband", ()), ("optuna-tpe", "tpe", ("--no-defaults",)))
@@ -61,18 +62,9 @@ def autopeft(*args: str, env: dict[str, str]) -> str:
 
 
 def front_hypervolume(entries: list[dict[str, Any]], chance: float, max_params: int) -> float:
-    """The front's hypervolume from (chance, the space's largest count), as a share of the box up to a score
-    of 1 and no parameters: the blackbox's measure (`search_efficiency.Problem.hv`)."""
-    import numpy as np
-
-    from autopeft.search.pareto import hypervolume, pareto_front_mask
-
-    points = np.array([[-float(e["score"]), float(e["trainable_params"])] for e in entries]).reshape(-1, 2)
-    if not len(points):
-        return 0.0
-    mask = pareto_front_mask(points)
-    volume = float(hypervolume(points[mask], np.array([-chance, float(max_params)])))
-    return volume / ((1.0 - chance) * max_params)
+    """The front's hypervolume from (chance, the space's largest count), as the blackbox measures it."""
+    points = [(float(e["score"]), float(e["trainable_params"])) for e in entries]
+    return hypervolume_share(points, chance, max_params)
 
 
 def study_status(storage: str, name: str) -> str | None:

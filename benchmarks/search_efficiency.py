@@ -102,6 +102,22 @@ GRID_POINTS = 121
 
 # -- the problem --------------------------------------------------------------------------------------
 
+def hypervolume_share(points: Sequence[tuple[float, float]], score_floor: float, max_params: float,
+                      score_ceiling: float = 1.0) -> float:
+    """Hypervolume of (score, params) points from (score_floor, max_params), as a share of the box from that
+    point to (score_ceiling, 0 parameters): every benchmark's measure of a front (`Problem.hv`, real studies)."""
+    if not points:
+        return 0.0
+    import numpy as np
+
+    from autopeft.search.pareto import hypervolume, pareto_front_mask
+
+    minimised = np.array([[-s, p] for s, p in points])
+    mask = pareto_front_mask(minimised)
+    volume = float(hypervolume(minimised[mask], np.array([-score_floor, max_params])))
+    return volume / ((score_ceiling - score_floor) * max_params)
+
+
 class Problem(abc.ABC):
     """What a method searches: a space, the exact parameter count, a score over configuration and fidelity.
 
@@ -146,16 +162,7 @@ class Problem(abc.ABC):
     def hv(self, points: Sequence[tuple[float, float]]) -> float:
         """Hypervolume of (score, params) points from (score_floor, max_params), as a share of the box
         from that point to (score_ceiling, 0 parameters)."""
-        if not points:
-            return 0.0
-        import numpy as np
-
-        from autopeft.search.pareto import hypervolume, pareto_front_mask
-
-        minimised = np.array([[-s, p] for s, p in points])
-        mask = pareto_front_mask(minimised)
-        volume = float(hypervolume(minimised[mask], np.array([-self.score_floor, self.max_params])))
-        return volume / ((self.score_ceiling - self.score_floor) * self.max_params)
+        return hypervolume_share(points, self.score_floor, self.max_params, self.score_ceiling)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dimensions": len(self.dims),
