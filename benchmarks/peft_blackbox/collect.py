@@ -50,6 +50,8 @@ Usage::
 
     python benchmarks/peft_blackbox/collect.py --space lora --task sst2 --max-minutes 30
     python benchmarks/peft_blackbox/collect.py                    # every list, to the end
+    taskset -c 0 python benchmarks/peft_blackbox/collect.py --threads 1 --shard 0/2 &   # one collector per core,
+    taskset -c 1 python benchmarks/peft_blackbox/collect.py --threads 1 --shard 1/2 &   # same lists, same table
     python benchmarks/peft_blackbox/collect.py --device cuda      # on a GPU
     python benchmarks/peft_blackbox/collect.py --quick --out /tmp/q.csv   # CI: 2 configs, about 30 s
 """
@@ -59,6 +61,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import fcntl
 import gc
 import json
 import os
@@ -184,9 +187,11 @@ def read_done(out: Path) -> dict[tuple[str, str, str, int], set[int]]:
 
 
 def append_rows(out: Path, rows: list[dict[str, Any]]) -> None:
-    new = not out.exists() or out.stat().st_size == 0
+    """Append one run's rows under an exclusive lock: collectors of other shards write the same file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", newline="") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        new = handle.seek(0, os.SEEK_END) == 0
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         if new:
             writer.writeheader()
@@ -316,6 +321,17 @@ def plan(args: argparse.Namespace, data_dir: Path) -> Iterator[tuple[Run, Any, l
                 yield runs_of_list[i]
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``K/N`` of ``--shard``: the plan's position modulo N, so the split does not depend on what is done."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K must be in 0..N-1, got {text!r}")
+    return k, n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -330,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="GLUE folder (default $AUTOPEFT_DATA_DIR, else ../shared/data/glue from the repo root)")
     parser.add_argument("--device", default=None, help="auto (the recipes' default), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (the recipes say 2)")
+    parser.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="K/N",
+                        help="train only every N-th run of the plan, from the K-th (0-based): N collectors on "
+                             "one table, one per core, share the work without training a run twice")
     parser.add_argument("--quick", action="store_true",
                         help="CI: two lora.yaml configurations on SST-2, fidelity 64 -> 128, 64 dev sentences")
     args = parser.parse_args(argv)
@@ -348,9 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_warnings()
     done = read_done(out)
     todo = []
-    for run, recipe, rungs, counter, space in plan(args, data_dir):
+    shard, shards = args.shard
+    for i, (run, recipe, rungs, counter, space) in enumerate(plan(args, data_dir)):
         have = done.get(run.key, set())
-        if -1 not in have and not set(rungs) <= have:
+        if i % shards == shard and -1 not in have and not set(rungs) <= have:
             todo.append((run, recipe, rungs, counter, space, have))
     if args.limit is not None:
         todo = todo[: args.limit]

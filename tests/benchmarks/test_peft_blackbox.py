@@ -1,7 +1,8 @@
 """benchmarks/peft_blackbox/collect.py --quick: real training of two lora.yaml configurations on SST-2.
 
-One row per rung per configuration, dev scores in [0, 1], the exact trainable count `ParamCounter`
-reports, and a second call that finds every row present and trains nothing. About 30 s on 2 cores.
+Two collectors at once (``--shard 0/2`` and ``1/2``) on one table, each training one configuration;
+one row per rung per configuration, dev scores in [0, 1], the exact trainable count `ParamCounter`
+reports, and a third call that finds every row present and trains nothing. About 30 s on 2 cores.
 Skips where the shared GLUE files are absent.
 """
 
@@ -21,11 +22,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks/peft_blackbox/collect.py"
 
 
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--data-dir", str(SHARED_GLUE),
+            "--threads", "1", *extra]
+
+
 def _collect(out: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--data-dir", str(SHARED_GLUE),
-                           "--threads", "1"], capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(_command(out), capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
+
+
+def _collect_in_two_shards(out: Path) -> None:
+    shards = [subprocess.Popen(_command(out, "--shard", f"{k}/2"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True) for k in range(2)]
+    for shard in shards:
+        output, _ = shard.communicate(timeout=600)
+        assert shard.returncode == 0, output[-2000:]
+        assert "1 runs to train" in output  # the two configurations split, neither trained twice
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -42,9 +56,9 @@ def test_peft_blackbox_quick(tmp_path: Path) -> None:
     from autopeft.train.recipe import load_recipe
 
     out = tmp_path / "blackbox.csv"
-    _collect(out)
+    _collect_in_two_shards(out)
     rows = _rows(out)
-    assert len(rows) == 4  # two configurations x rungs 64 and 128
+    assert len(rows) == 4  # two configurations x rungs 64 and 128, one header: the appends did not interleave
     runs = {(r["space"], r["task"], r["config_id"], r["seed"]) for r in rows}
     assert runs == {("lora", "sst2", "default-lora-r8-qv", "0"), ("lora", "sst2", "sobol-0000", "0")}
     for run in runs:
@@ -73,3 +87,9 @@ def test_peft_blackbox_quick_needs_out() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 2 and "--quick needs --out" in proc.stderr
+
+
+def test_peft_blackbox_shard_must_be_k_of_n() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--shard", "2/2"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2 and "argument --shard: K must be in 0..N-1, got '2/2'" in proc.stderr
