@@ -22,7 +22,7 @@ MRPC 4.8 passes, rungs 1,024 to 16,384, since at `mrpc.yaml`'s ladder it stays a
   ``mixed`` also IA3 and a parallel adapter of size 64 in every layer), then ``--configs`` (default
   200) Sobol proposals of autopeft's `RandomSampler` over ``space.dimensions(6)`` (seed 0, feasible
   ones only), all with training seed 0; every tenth configuration of the list (~10 %) is also trained
-  with seeds 1, 2 and 3 to measure run-to-run noise, after every configuration's seed-0 run.
+  with seeds 1, 2 and 3 to measure run-to-run noise, after the seed-0 runs of its block of ten.
 
 Output: ``benchmarks/data/peft_blackbox.csv``, one row per (space, task, config id, seed, fidelity):
 the configuration (JSON), the compiled plan's exact trainable parameter count (checked against
@@ -161,16 +161,20 @@ def configurations(space_name: str, recipe: Any, n_sobol: int) -> list[tuple[str
 
 
 def runs_of(space: str, task: str, configs: list[tuple[str, dict[str, Any]]], *, noise: bool = True) -> list[Run]:
-    """Seed 0 for every configuration first, then seeds 1-3 of every tenth one.
+    """Seed 0 for each block of ten configurations, then seeds 1-3 of the block's first one.
 
-    A table built over several short sessions should cover as many configurations as it can before it
-    measures noise: the surrogate needs the spread of configurations more than the repeats.
+    A table built over several short sessions should cover as many configurations as it can, so the
+    repeats are only a quarter of the runs; but the surrogate needs the noise measured before it can be
+    used at all, so the first repeats come after the first ten configurations, not after the last.
     """
-    first = [Run(space, task, config_id, 0, config) for config_id, config in configs]
-    repeats = [Run(space, task, config_id, seed, config)
-               for i, (config_id, config) in enumerate(configs) if noise and i % NOISE_EVERY == 0
-               for seed in NOISE_SEEDS]
-    return first + repeats
+    runs = []
+    for start in range(0, len(configs), NOISE_EVERY):
+        block = configs[start:start + NOISE_EVERY]
+        runs += [Run(space, task, config_id, 0, config) for config_id, config in block]
+        if noise:
+            config_id, config = block[0]
+            runs += [Run(space, task, config_id, seed, config) for seed in NOISE_SEEDS]
+    return runs
 
 
 # -- the table -------------------------------------------------------------------------------------------

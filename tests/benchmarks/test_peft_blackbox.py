@@ -93,3 +93,13 @@ def test_peft_blackbox_shard_must_be_k_of_n() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT), "--shard", "2/2"], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 2 and "argument --shard: K must be in 0..N-1, got '2/2'" in proc.stderr
+
+
+def test_noise_repeats_follow_each_block_of_ten() -> None:
+    from benchmarks.peft_blackbox.collect import runs_of
+
+    configs = [(f"c{i:02d}", {"i": i}) for i in range(12)]
+    order = [(run.config_id, run.seed) for run in runs_of("lora", "sst2", configs)]
+    assert order == ([(f"c{i:02d}", 0) for i in range(10)] + [("c00", s) for s in (1, 2, 3)]
+                     + [("c10", 0), ("c11", 0)] + [("c10", s) for s in (1, 2, 3)])
+    assert [run.seed for run in runs_of("lora", "sst2", configs, noise=False)] == [0] * 12
