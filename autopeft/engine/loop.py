@@ -281,6 +281,11 @@ class StudyLoop:
             return
         self.store.record_result(trial.id, s.fidelity, objectives, dict(outcome.metrics), lease=self._owner)
         self._end_attempt(job, AttemptOutcome.REPORTED, None, outcome.worker)
+        if s.resume_from and outcome.metrics.get("start_step") == 0:
+            # The score is still right (the schedule spans the top fidelity, so a run from scratch is the
+            # run it continues), but the time is spent again: say so, since the checkpoints were deleted.
+            log.warning("trial %d: its checkpoint at %d was not found in %s; it trained again from the start",
+                        trial.number, s.resume_from, outcome.metrics.get("trial_dir", "the runs folder"))
         self._mirror.used += job.cost
         self._mirror.observations.append(Observation(trial.number, dict(s.config), s.fidelity, objectives))
         decision = self.scheduler.on_trial_result(s.trial_id, s.fidelity, objectives)
