@@ -40,12 +40,13 @@ better; the issue's target is 1/3.
 
 Problems: `synthetic` (the synthetic problem of `benchmarks/strategies.py`: the `mixed` space on
 MiniLM-L6 with exact counts, a formula for the score, noise fixed per configuration and fidelity; the fast
-CI case), and `blackbox-<space>-<task>` for `lora`/`mixed` x `sst2`/`mrpc`: scores from the surrogate of
-real training (`benchmarks/peft_blackbox/surrogate.py`: gradient boosting fitted on the blackbox table when
-the problem is built, plus the measured run-to-run noise drawn from (config, fidelity, seed)), exact counts
-from `ParamCounter` with the collector's recipe, fidelity 512-4,096 examples (eta 2), chance (the dev
-split's majority class) as the score floor. It needs the GLUE files and at least 20 complete
-configurations of its list in the table (building it says how many there are).
+CI case), and `blackbox-<space>-<task>` for `lora`/`mixed` x `sst2`/`mrpc`/`mrpc-long`: scores from the
+surrogate of real training (`benchmarks/peft_blackbox/surrogate.py`: gradient boosting fitted on the
+blackbox table when the problem is built, plus the measured run-to-run noise drawn from (config, fidelity,
+seed)), exact counts from `ParamCounter` with the collector's recipe, fidelity 512-4,096 examples
+(1,024-16,384 for `mrpc-long`; eta 2), chance (the dev split's majority class) as the score floor. It
+needs the GLUE files and at least 20 complete configurations of its list in the table (building it says
+how many there are).
 
 Full run:  python benchmarks/search_efficiency.py               (budget 30, 10 seeds, every method)
            [--jobs 2: seeds in parallel processes; timings then share the CPU]
@@ -226,7 +227,8 @@ def _blackbox(space: str, task: str) -> Callable[[], Problem]:
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "synthetic": SyntheticProblem,
-    **{f"blackbox-{space}-{task}": _blackbox(space, task) for space in ("lora", "mixed") for task in ("sst2", "mrpc")},
+    **{f"blackbox-{space}-{task}": _blackbox(space, task)
+       for space in ("lora", "mixed") for task in ("sst2", "mrpc", "mrpc-long")},
 }
 
 
