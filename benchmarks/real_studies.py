@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine_info import cpu_model  # noqa: E402
-from benchmarks.search_efficiency import hypervolume_share  # noqa: E402
+from benchmarks.search_problem import hypervolume_share  # noqa: E402
 
 #: (label, strategy, extra `study run` options)
 METHODS = (("mobo-hyperband", "mobo-hyperband", ()), ("optuna-tpe", "tpe", ("--no-defaults",)))

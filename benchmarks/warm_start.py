@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import search_efficiency as harness  # noqa: E402
 from benchmarks.machine_info import cpu_model  # noqa: E402
+from benchmarks.search_analysis import hv_at, quartiles  # noqa: E402
 
 # MRPC's surrogate is `mrpc-long`'s: at `mrpc.yaml`'s short ladder nearly every run stays at the majority class.
 DIRECTIONS = (("blackbox-lora-sst2", "blackbox-lora-mrpc-long"), ("blackbox-lora-mrpc-long", "blackbox-lora-sst2"))
@@ -75,15 +76,15 @@ def _work(args: tuple[str, str, int, float, float]) -> tuple[str, str, dict[str,
 
 def summarise(runs: list[dict[str, Any]], checkpoints: tuple[float, ...]) -> dict[str, Any]:
     """Per checkpoint: cold and warm hypervolume (median, quartiles) and the seeds where warm is ahead."""
-    def quartiles(values: list[float]) -> dict[str, float]:
-        q25, median, q75 = harness.quartiles(values)
+    def spread(values: list[float]) -> dict[str, float]:
+        q25, median, q75 = quartiles(values)
         return {"median": median, "q25": q25, "q75": q75}
 
     rows = []
     for budget in checkpoints:
-        cold = [harness.hv_at(r["cold"]["events"], budget) for r in runs]
-        warm = [harness.hv_at(r["warm"]["events"], budget) for r in runs]
-        rows.append({"budget": budget, "cold": quartiles(cold), "warm": quartiles(warm),
+        cold = [hv_at(r["cold"]["events"], budget) for r in runs]
+        warm = [hv_at(r["warm"]["events"], budget) for r in runs]
+        rows.append({"budget": budget, "cold": spread(cold), "warm": spread(warm),
                      "warm_ahead": sum(w > c + 1e-12 for w, c in zip(warm, cold, strict=True)),
                      "warm_behind": sum(w < c - 1e-12 for w, c in zip(warm, cold, strict=True))})
     return {"seeds": len(runs), "front_size_median": statistics.median(len(r["front"]) for r in runs),

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine_info import cpu_model  # noqa: E402
 from benchmarks.peft_blackbox.collect import DEFAULT_OUT, ETA, NUM_LAYERS, SPACES, TASKS  # noqa: E402
-from benchmarks.search_efficiency import Problem  # noqa: E402
+from benchmarks.search_problem import Problem  # noqa: E402
 
 MIN_CONFIGS = 20  # fewer complete configurations than this cannot be validated in 5 folds worth reading
 FOLDS = 5

@@ -6,7 +6,6 @@ says why in the JSON; the test accepts that and checks the rest. About 20 s.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -18,15 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks.search_analysis import summarise
+from benchmarks.search_problem import Problem
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _harness() -> Any:
-    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "benchmarks/search_efficiency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _first_reach(events: list[list[float]], target: float) -> float:
@@ -90,9 +84,7 @@ def test_search_efficiency_quick(tmp_path: Path) -> None:
 
 def test_ratio_from_curves() -> None:
     """Known curves: the target is the best peer's median final, the ratio our best median first reach / budget."""
-    harness = _harness()
-
-    class Toy(harness.Problem):  # type: ignore[name-defined]
+    class Toy(Problem):
         """A problem with no space: enough for `summarise`, which reads only its description."""
 
         name = "toy"
@@ -121,7 +113,7 @@ def test_ratio_from_curves() -> None:
         "random-search": [run([(10, 0.6)]), run([(10, 0.6)]), run([(10, 0.5)])],  # final median 0.6
         "optuna-tpe": [run([(10, 0.4)]), run([(10, 0.55)]), run([(10, 0.3)])],
     }
-    section = harness.summarise(Toy(), budget, runs, {})
+    section = summarise(Toy(), budget, runs, {})
     assert section["best_peer"] == "random-search" and section["target_hv"] == 0.6
     assert section["methods"]["mobo-hyperband"]["compute_to_target_median"] == 4
     assert section["methods"]["random"]["compute_to_target_median"] == 9

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from benchmarks import search_efficiency as harness
+from benchmarks.search_problem import SyntheticProblem
 from benchmarks.warm_start import summarise
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def test_warm_start_quick(tmp_path: Path) -> None:
 
 def test_a_warm_run_trains_the_front_first_at_full_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
     """The seeds come before the defaults, each trained once to full fidelity: the first jobs are theirs."""
-    problem = harness.SyntheticProblem()
+    problem = SyntheticProblem()
     front = harness.run_ours(problem, "mobo-hyperband", 0, 6.0, keep_front=True)["front"]
     assert front and len({json.dumps(c, sort_keys=True) for c in front}) == len(front)
     jobs: list[tuple[dict[str, Any], int, int]] = []
