@@ -221,6 +221,33 @@ def test_a_study_without_a_full_fidelity_result_is_one_error(tmp_path: Path, tin
     assert "running: trial 0 at fidelity 1" in " ".join(c.value for c in page(url, monkeypatch, study="young").caption)
 
 
+def test_a_study_whose_trials_all_score_at_chance_warns_and_still_lists_them(tmp_path: Path, tiny_model_dir: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every full-fidelity trial at or below chance: no front, one warning that says why and what to do."""
+    from autopeft.engine.definition import StudyDefinition, make_objectives
+    from tests.dashboard.studies import BASE, compile_config, definition
+    from tests.engine.synthetic import MAX_F
+
+    url = f"sqlite:///{tmp_path / 'flat.db'}"
+    store = Store(url)
+    made = definition(tiny_model_dir, tmp_path)
+    chance = make_objectives(("score", "trainable_params"), base_params=BASE, chance=0.5)
+    made = StudyDefinition(space=made.space, recipe=made.recipe, objectives=chance, recipe_dir=made.recipe_dir)
+    store.create_study("flat", space=made.space_json(), recipe=made.recipe_json(), objectives=made.objectives_json(),
+                       strategy="hyperband", seed=0)
+    for score in (0.45, 0.5):
+        config = {"x": score, "y": 0.5}
+        trial = store.create_trial("flat", config, plan=compile_config(config))
+        store.record_result(trial.id, MAX_F, {"score": score, "trainable_params": 500_000.0}, {})
+        store.set_trial_status(trial.id, TrialStatus.COMPLETE)
+
+    at = ok(page(url, monkeypatch, study="flat"))
+    assert [w.value for w in at.warning] == [
+        "study flat: none of its 2 full-fidelity trial(s) scores above chance (0.5, what always predicting the most "
+        "common label scores); `pareto --all` lists them, `export --trial N` exports one"]
+    assert {"Pareto front", "Trials"} <= {h.value for h in at.subheader}  # the rest of the page is still there
+
+
 def test_three_objectives_show_a_3d_front_and_its_projections(tmp_path: Path, tiny_model_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'three.db'}"
