@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.engine.definition import make_objectives
-from autopeft.engine.executors import DEVICES_AND_DEVICE, EXECUTORS
+from autopeft.engine.executors import EXECUTORS, check_devices_fit
 from autopeft.engine.strategy import DEFAULT_STRATEGY, check_strategy
 from autopeft.errors import ConfigError
 from autopeft.train.storage import check_location
@@ -159,13 +159,7 @@ def _check_devices(devices: str | None, *, executor: str, device: str | None) ->
 
     if devices is None:
         return None
-    if executor == "ray":
-        raise ConfigError("applies to --executor local only; with --executor ray a trial trains on the GPU Ray "
-                          "gives it (--gpus-per-trial)", field="--devices")
-    if executor != "local":
-        raise ConfigError(f"applies to --executor local only (this run uses {executor})", field="--devices")
-    if device is not None:
-        raise ConfigError(DEVICES_AND_DEVICE, field="--devices")
+    check_devices_fit(devices, kind=executor, device=device)
     return check_devices(devices)
 
 

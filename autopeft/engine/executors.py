@@ -261,6 +261,25 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="autopeft-parent-watch", daemon=True).start()
 
 
+def check_devices_fit(devices: Sequence[str] | str | None, *, kind: str, device: str | None) -> None:
+    """`--devices` belongs to the local pool alone and excludes `--device`; else one `ConfigError` line.
+
+    The one place this is decided: `engine.checks` calls it before anything is written, `make_executor`
+    again for callers of the Python API.
+    """
+    from autopeft.errors import ConfigError
+
+    if not devices:
+        return
+    if kind == "ray":
+        raise ConfigError("applies to --executor local only; with --executor ray a trial trains on the GPU Ray "
+                          "gives it (--gpus-per-trial)", field="--devices")
+    if kind != "local":
+        raise ConfigError(f"applies to --executor local only (this run uses {kind})", field="--devices")
+    if device is not None:
+        raise ConfigError(DEVICES_AND_DEVICE, field="--devices")
+
+
 def make_executor(kind: str, workers: int | None, *, trial_timeout: float | None = None, threads: int | None = None,
                   device: str | None = None, options: Mapping[str, Any] | None = None,
                   devices: Sequence[str] | None = None) -> Executor:
@@ -272,10 +291,7 @@ def make_executor(kind: str, workers: int | None, *, trial_timeout: float | None
     """
     from autopeft.errors import ConfigError
 
-    if devices and kind != "local":
-        raise ConfigError(f"applies to --executor local only (this run uses {kind})", field="--devices")
-    if devices and device is not None:
-        raise ConfigError(DEVICES_AND_DEVICE, field="--devices")
+    check_devices_fit(devices, kind=kind, device=device)
     if kind == "ray":  # Ray is imported only there, and only now
         from autopeft.engine.ray_executor import make_ray_executor
 
