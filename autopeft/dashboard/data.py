@@ -29,7 +29,7 @@ from autopeft.engine.loop import budget_spent
 from autopeft.errors import ConfigError
 from autopeft.status import TrialStatus
 from autopeft.store import ResultRecord, Store, StoreError, StudyRecord, TrialRecord
-from autopeft.store.store import gc_paused
+from autopeft.store.bulk import gc_paused
 
 __all__ = ["list_studies", "load_study", "open_read_only", "study_version"]
 

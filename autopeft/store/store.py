@@ -33,43 +33,31 @@ SQLAlchemy errors become `StoreError` at one place, `Store._session`.
 
 from __future__ import annotations
 
-import gc
-import json
 import math
-import os
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psutil
 from sqlalchemy import (
-    Engine,
-    String,
-    Text,
     case,
-    cast,
-    create_engine,
     delete,
-    event,
     func,
     inspect,
     select,
     text,
     true,
-    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool, StaticPool
 
 from autopeft.status import AttemptOutcome
+from autopeft.store.bulk import Bulk, gc_paused, loads_many
+from autopeft.store.engine import WRITE_OPTION, make_engine
 from autopeft.store.errors import (
     AlreadyExistsError,
     InvalidValueError,
@@ -104,80 +92,12 @@ from autopeft.store.records import (
 from autopeft.store.urls import display_url, hide_secrets
 
 DEFAULT_URL = "sqlite:///autopeft.db"
-_WRITE_OPTION = "autopeft_write"
 
 
 def _one_line(exc: BaseException, url: str) -> str:
     """The first line of a database error, with the store's password masked should the driver quote it."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return hide_secrets(text.splitlines()[0], url) if text else type(exc).__name__
-
-
-def _read_only_sqlite_url(url: str, database: str | None) -> URL:
-    """``sqlite:///file:PATH?mode=ro&uri=true`` for an existing file (SQLite would create a missing one)."""
-    if database in (None, "", ":memory:") or str(database).startswith("file:"):
-        raise StoreError(f"cannot open store {display_url(url)!r} read-only: give a database file, "
-                         "e.g. sqlite:///autopeft.db")
-    path = Path(os.path.abspath(str(database)))  # as SQLAlchemy resolves a relative path
-    if not path.is_file():
-        raise StoreError(f"no store at {path} ({display_url(url)}); run a study first or pass --storage")
-    return URL.create("sqlite", database="file:" + quote(str(path)), query={"mode": "ro", "uri": "true"})
-
-
-def _make_engine(url: str, busy_timeout_ms: int, *, read_only: bool = False, pooled: bool = True) -> Engine:
-    """An engine whose SQLite connections run in WAL mode and let us choose how each transaction begins.
-
-    ``read_only``: SQLite opens the file with ``mode=ro``, PostgreSQL sessions are ``READ ONLY``.
-    ``pooled=False``: a server connection is opened per session and closed after it (see `Store`).
-    """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend != "sqlite":
-        engine = (create_engine(url, pool_pre_ping=True) if pooled
-                  else create_engine(url, poolclass=NullPool))
-        if read_only and backend != "postgresql":
-            raise StoreError(f"cannot open store {display_url(url)!r} read-only: only SQLite and PostgreSQL "
-                             "stores can be")
-        if backend == "postgresql":
-            # Sessions in UTC: timestamps come back in `timezone.utc` itself, so reading 10,000 trials converts
-            # none of them (a server in another zone would hand out that zone, one conversion per value).
-            settings = ["SET TIME ZONE 'UTC'"] + (["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"]
-                                                  if read_only else [])
-
-            @event.listens_for(engine, "connect")
-            def _session_settings(dbapi_conn: Any, _record: Any) -> None:
-                autocommit = dbapi_conn.autocommit
-                dbapi_conn.autocommit = True  # plain SETs, outside the transactions SQLAlchemy begins
-                cursor = dbapi_conn.cursor()
-                for statement in settings:
-                    cursor.execute(statement)
-                cursor.close()
-                dbapi_conn.autocommit = autocommit
-
-        return engine
-    in_memory = parsed.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
-    target: str | URL = _read_only_sqlite_url(url, parsed.database) if read_only else url
-    engine = create_engine(target, connect_args={"check_same_thread": False}, **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # pysqlite's own BEGIN handling off; `_on_begin` emits ours
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        if not read_only:  # a read-only connection cannot change the journal mode (the writers set WAL)
-            cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front: a DEFERRED transaction that upgrades later can fail with
-        # "database is locked" without waiting, and two of them could both read the same max(number).
-        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def _check_objectives(objectives: Mapping[str, float]) -> dict[str, float]:
@@ -209,10 +129,10 @@ class Store:
         self._display_url = display_url(url)  # in every message: never the password
         self._busy_timeout_ms = busy_timeout_ms
         try:
-            self._engine = _make_engine(url, busy_timeout_ms, read_only=read_only, pooled=pooled)
+            self._engine = make_engine(url, busy_timeout_ms, read_only=read_only, pooled=pooled)
         except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot open store {self._display_url!r}: {_one_line(exc, url)}") from exc
-        write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        write_engine = self._engine.execution_options(**{WRITE_OPTION: True})
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(write_engine, expire_on_commit=False)
         # Bulk reads of one study see one snapshot: PostgreSQL's default (read committed) gives each
@@ -244,7 +164,7 @@ class Store:
 
                 # A SQLite writer's transaction (BEGIN IMMEDIATE) waits out another process creating the same
                 # schema, then sees its tables; a deferred one failed at once with "database is locked".
-                with self._engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+                with self._engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
                     if not set(Base.metadata.tables) <= set(inspect(connection).get_table_names()):
                         Base.metadata.create_all(connection)
                         stamp_head(connection)
@@ -531,11 +451,11 @@ class Store:
 
     @staticmethod
     def _snapshots(session: Session, study_id: int) -> list[ParetoSnapshotRecord]:
-        bulk = _Bulk(session)
+        bulk = Bulk(session)
         rows = bulk.rows(select(ParetoSnapshot.id, bulk.json(ParetoSnapshot.trial_ids), ParetoSnapshot.hypervolume,
                                 bulk.when(ParetoSnapshot.created_at))
                          .where(ParetoSnapshot.study_id == study_id).order_by(ParetoSnapshot.id))
-        ids, created = _loads_many(r[1] for r in rows), bulk.times(r[3] for r in rows)
+        ids, created = loads_many(r[1] for r in rows), bulk.times(r[3] for r in rows)
         return [ParetoSnapshotRecord(id=r[0], study_id=study_id, trial_ids=tuple(ids[k] or ()), hypervolume=r[2],
                                      created_at=created[k]) for k, r in enumerate(rows)]
 
@@ -621,14 +541,14 @@ class Store:
         with gc_paused(), self._session(snapshot=True) as session:
             record = StudyRecord.from_row(self._study_row(session, study))
             version = self._version(session, study)
-            bulk = _Bulk(session)
+            bulk = Bulk(session)
             # Enum columns come back as members already (SQLAlchemy's Enum type), so no conversion below.
             rows = bulk.rows(select(Trial.id, Trial.number, bulk.json(Trial.config), bulk.json(Trial.plan),
                                     Trial.status, Trial.error, Trial.worker, Trial.bracket, bulk.when(Trial.created_at),
                                     bulk.when(Trial.started_at), bulk.when(Trial.finished_at),
                                     bulk.when(Trial.heartbeat_at))
                              .where(Trial.study_id == record.id).order_by(Trial.number))
-            configs, plans = _loads_many(r[2] for r in rows), _loads_many(r[3] for r in rows)
+            configs, plans = loads_many(r[2] for r in rows), loads_many(r[3] for r in rows)
             times = [bulk.times(r[k] for r in rows) for k in (8, 9, 10, 11)]
             trials = tuple(
                 TrialRecord(id=r[0], study_id=record.id, number=r[1], config=configs[k], plan=plans[k],
@@ -644,7 +564,7 @@ class Store:
                                     bulk.when(TrialResult.created_at))
                              .join(Trial, TrialResult.trial_id == Trial.id).where(Trial.study_id == record.id)
                              .order_by(Trial.number, TrialResult.fidelity))
-            objectives, metrics = _loads_many(r[4] for r in rows), _loads_many(r[5] for r in rows)
+            objectives, metrics = loads_many(r[4] for r in rows), loads_many(r[5] for r in rows)
             created = bulk.times(r[6] for r in rows)
             results = tuple(
                 ResultRecord(id=r[0], trial_id=r[1], trial_number=r[2], fidelity=r[3], objectives=objectives[k],
@@ -797,53 +717,6 @@ def _fence(study: Study | None, lease: str | None) -> None:
         return
     holder = "no driver" if study.lease_owner is None else f"{study.lease_host}:{study.lease_pid}"
     raise LeaseLostError(f"study {study.name!r} was taken over by {holder}; this driver stopped")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block: building ~10^6 objects in one go otherwise triggers
-    collections that traverse them again and again (a third to a half of a 10,000-trial read). The objects
-    made here hold no cycles; the collector runs again as usual afterwards. Safe to nest."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _loads_many(texts: Iterable[str | None]) -> list[Any]:
-    """Decode many JSON documents in one `json.loads` call (a third of the time of one call each)."""
-    return json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]")
-
-
-class _Bulk:
-    """Plain-column reads for many rows: Core execution, JSON as text, SQLite timestamps parsed directly."""
-
-    def __init__(self, session: Session) -> None:
-        self.connection = session.connection()
-        self.sqlite = self.connection.dialect.name == "sqlite"
-
-    def rows(self, statement: Any) -> list[Any]:
-        return list(self.connection.execute(statement).all())
-
-    @staticmethod
-    def json(column: Any) -> Any:
-        """The column's JSON text (decoded later by `_loads_many`), not one `json.loads` per value."""
-        return cast(column, Text)
-
-    def when(self, column: Any) -> Any:
-        """SQLite's timestamp text as stored (SQLAlchemy's per-value regex is the slow part); else the column."""
-        return type_coerce(column, String) if self.sqlite else column
-
-    def times(self, values: Iterable[Any]) -> list[Any]:
-        """UTC datetimes from what `when` selected (None stays None)."""
-        if self.sqlite:  # stored as UTC without an offset; appending it is 7x faster than `.replace(tzinfo=)`
-            parse = datetime.fromisoformat
-            return [None if v is None else parse(v + "+00:00") for v in values]
-        utc = timezone.utc  # what a UTC session returns (see `_make_engine`): nothing to convert
-        return [v if v is None or v.tzinfo is utc else _utc(v) for v in values]
 
 
 def _plain(value: Any) -> Any:
