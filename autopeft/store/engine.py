@@ -39,11 +39,11 @@ def make_engine(url: str, busy_timeout_ms: int, *, read_only: bool = False, pool
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend != "sqlite":
-        engine = (create_engine(url, pool_pre_ping=True) if pooled
-                  else create_engine(url, poolclass=NullPool))
-        if read_only and backend != "postgresql":
+        if read_only and backend != "postgresql":  # checked first: nothing is opened for a store refused
             raise StoreError(f"cannot open store {display_url(url)!r} read-only: only SQLite and PostgreSQL "
                              "stores can be")
+        engine = (create_engine(url, pool_pre_ping=True) if pooled
+                  else create_engine(url, poolclass=NullPool))
         if backend == "postgresql":
             # Sessions in UTC: timestamps come back in `timezone.utc` itself, so reading 10,000 trials converts
             # none of them (a server in another zone would hand out that zone, one conversion per value).
