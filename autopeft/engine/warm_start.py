@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
+from autopeft.space.space import WARM_START_PREFIX
 
 if TYPE_CHECKING:
     from autopeft.engine.checks import CheckedStudy
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 
 #: The CLI option a warm start's errors name.
 OPTION = "--warm-start"
-#: How a warm start's seeds are named (`warm start: OTHER #7`), and the space's defaults labelled.
-WARM_START_PREFIX = "warm start: "
+#: How the space's defaults are labelled (a warm start's seeds: `WARM_START_PREFIX`, which no default may take).
 DEFAULT_PREFIX = "default: "
 #: Fields of a space that do not change what a configuration is: two spaces differing only here are one space.
 _COSMETIC = {"name", "description", "defaults"}

@@ -87,6 +87,10 @@ class Constraint(BaseModel):
         return True
 
 
+#: How a warm start's seeds are named (`warm start: OTHER #7`, `engine.warm_start`): no default may be.
+WARM_START_PREFIX = "warm start: "
+
+
 class SpaceDefault(BaseModel):
     """A configuration practitioners try first, in the space's own terms: parameter values by name.
 
@@ -150,6 +154,9 @@ class SearchSpace(BaseModel):
                                  f"{', '.join(sorted(known))}")
             if default.name in names[:i]:
                 raise ValueError(f"defaults.{i}.name: {default.name!r} names two defaults")
+            if default.name.startswith(WARM_START_PREFIX):
+                raise ValueError(f"defaults.{i}.name: {default.name!r} starts with {WARM_START_PREFIX!r}, which "
+                                 "marks a warm start's seeds in `pareto` and `study show`; rename it")
             # Checked on one unprefixed layer: a layer's conditions read only that layer's parameters.
             self._expand_default(default, {**self.global_params, **{n: self.layers[n] for n in
                                                                     dependency_order(self.layers)}}, f"defaults.{i}")

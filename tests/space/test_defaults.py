@@ -65,6 +65,13 @@ def test_two_defaults_of_one_name_are_refused() -> None:
         _space(default, default)
 
 
+def test_a_default_may_not_take_a_warm_start_seeds_name() -> None:
+    """`pareto` tells seeds apart by their names: a default named like a warm start's would be mislabelled."""
+    default = {"name": "warm start: other #3", "values": {"learning_rate": 1e-3, "method": "none"}}
+    with pytest.raises(ConfigError, match=r"defaults\.0\.name: 'warm start: other #3' starts with 'warm start: '"):
+        _space(default)
+
+
 @pytest.mark.parametrize("name", ["quickstart", "lora", "lora_peft", "mixed", "autopeft"])
 def test_every_shipped_space_names_defaults_that_compile_and_are_feasible(name: str) -> None:
     space = load_space(SPACES / f"{name}.yaml")
