@@ -16,9 +16,9 @@ from benchmarks.real_studies import front_hypervolume
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _quick(tmp_path: Path) -> dict[str, Any]:
+def _quick(tmp_path: Path, *extra: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/real_studies.py"), "--quick", "--folder",
-                           str(tmp_path / "studies"), "--out", str(tmp_path / "rs.json")],
+                           str(tmp_path / "studies"), "--out", str(tmp_path / "rs.json"), *extra],
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report: dict[str, Any] = json.loads((tmp_path / "rs_quick.json").read_text())
@@ -48,6 +48,12 @@ def test_real_studies_quick(tmp_path: Path) -> None:
     again = _quick(tmp_path)  # resumable: both studies are complete and trained already
     assert metrics.stat().st_mtime == trained
     assert [r["front"] for r in again["runs"]] == [r["front"] for r in report["runs"]]
+
+
+def test_max_minutes_starts_no_study_after_the_limit(tmp_path: Path) -> None:
+    report = _quick(tmp_path, "--max-minutes", "0")
+    assert report["runs"] == []
+    assert not (tmp_path / "studies" / "studies.db").exists()  # no study was started
 
 
 def test_front_hypervolume_is_the_blackbox_measure() -> None:
