@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -174,9 +177,11 @@ def study_run(
                       f"store {display_url(storage)}", highlight=False)
     _print_plan(checked)
     _print_dashboard_hint(study_name, storage)
-    summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease,
-                        threads=threads, device=device, executor_options=run.executor_options, devices=run.devices)
+    with _sigterm_pauses():
+        summary = run_study(store, study_name, budget=run.budget, workers=run.workers, executor=run.executor,
+                            runs_dir=run.runs_dir, display=_display(quiet), policy=policy, lease=lease,
+                            threads=threads, device=device, executor_options=run.executor_options,
+                            devices=run.devices)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 
@@ -253,15 +258,31 @@ def study_resume(
     _require(store, name)
     if run.executor == "ray":
         check_ray_cluster(run, storage)
-    summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
-                        runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy,
-                        threads=threads, device=device, executor_options=run.executor_options, devices=run.devices)
+    with _sigterm_pauses():
+        summary = run_study(store, name, budget=run.budget, workers=run.workers, executor=run.executor,
+                            runs_dir=run.runs_dir, display=_display(quiet), resume=True, force=force, policy=policy,
+                            threads=threads, device=device, executor_options=run.executor_options,
+                            devices=run.devices)
     _print_summary(summary, storage)
     _exit_if_interrupted(summary)
 
 
+@contextmanager
+def _sigterm_pauses() -> Iterator[None]:
+    """SIGTERM pauses the study as Ctrl-C does: it is how Slurm (`scancel`), Kubernetes and systemd stop a
+    job, so a study stopped that way resumes as a paused one, not as a crashed driver's."""
+    def pause(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, pause)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _exit_if_interrupted(summary: StudySummary) -> None:
-    """Ctrl-C paused the study (its summary and the resume command are printed): exit 130, as shells expect."""
+    """Ctrl-C (or SIGTERM) paused the study (its summary and the resume command are printed): exit 130."""
     if summary.status.value == "paused":
         raise typer.Exit(INTERRUPTED)
 

@@ -138,9 +138,15 @@ def test_ctrl_c_in_any_command_exits_130(files: dict[str, Path], monkeypatch: py
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_running_study_exits_130(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """A real SIGINT to the driver's process group (what a terminal's Ctrl-C sends: the pool's workers get it
-    too) while a trial trains."""
+@pytest.mark.parametrize(("signum", "group"), [
+    ("SIGINT", True),   # a terminal's Ctrl-C: the pool's workers get it too
+    ("SIGTERM", False),  # Kubernetes, systemd: the driver alone
+    ("SIGTERM", True),  # Slurm's scancel: every process of the job
+], ids=["ctrl-c", "sigterm", "sigterm-group"])
+def test_ctrl_c_or_sigterm_on_a_running_study_pauses_it_and_exits_130(tmp_path: Path, tiny_model_dir: Path,
+                                                                      signum: str, group: bool) -> None:
+    """A real signal to the driver while a trial trains: the study is paused (not left to look crashed) and
+    its running trial goes back to waiting, to run again on resume."""
     import os
     import signal
     import subprocess
@@ -162,14 +168,18 @@ def test_ctrl_c_on_a_running_study_exits_130(tmp_path: Path, tiny_model_dir: Pat
             assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[1].decode()
             time.sleep(0.5)
         time.sleep(1.0)  # inside the trial's training
-        os.killpg(driver.pid, signal.SIGINT)
+        (os.killpg if group else os.kill)(driver.pid, getattr(signal, signum))
         out, err = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode == 130, err.decode()
     assert "study i: paused" in out.decode() and "resume with: autopeft study resume i" in out.decode()
-    assert Store(url).get_study("i").status is StudyStatus.PAUSED
+    store = Store(url)
+    assert store.get_study("i").status is StudyStatus.PAUSED
+    assert store.get_study("i").lease_owner is None  # released: a resume needs no --force and no wait
+    assert [t.status for t in store.trials("i")] == [TrialStatus.WAITING]
+    assert [a.outcome for a in store.attempts("i")] == ["interrupted"]
 
 
 def _running_attempt(url: str) -> bool:
